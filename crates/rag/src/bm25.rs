@@ -1,0 +1,219 @@
+//! An incremental BM25 keyword index.
+//!
+//! Upstream rebuilds its BM25 index from every node on each `/retrieve` (seconds at 10,000
+//! documents). This index is maintained as chunks are added and removed, so a query only walks
+//! the posting lists of its own terms.
+//!
+//! Terms are lower-cased alphanumeric words, English stop words removed, Porter (Snowball)
+//! stemmed. Scores use Okapi BM25 with `k1 = 1.2`, `b = 0.75` and the non-negative idf
+//! `ln(1 + (N - df + 0.5) / (df + 0.5))`.
+
+use std::collections::HashMap;
+
+use rust_stemmers::{Algorithm, Stemmer};
+
+const K1: f32 = 1.2;
+const B: f32 = 0.75;
+const MAX_TERM_BYTES: usize = 48;
+
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
+    "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these",
+    "they", "this", "to", "was", "will", "with", "what", "which", "who", "how", "do", "does", "i",
+    "you", "we", "can", "from", "has", "have", "its", "my", "our", "your", "me",
+];
+
+/// Splits text into BM25 terms.
+pub struct Analyzer {
+    stemmer: Stemmer,
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Self {
+            stemmer: Stemmer::create(Algorithm::English),
+        }
+    }
+}
+
+impl Analyzer {
+    /// Calls `f` with every term of `text`, in order.
+    pub fn terms(&self, text: &str, mut f: impl FnMut(&str)) {
+        let mut word = String::new();
+        let mut flush = |word: &mut String| {
+            if !word.is_empty()
+                && word.len() <= MAX_TERM_BYTES
+                && !STOP_WORDS.contains(&word.as_str())
+            {
+                let stemmed = self.stemmer.stem(word);
+                f(&stemmed);
+            }
+            word.clear();
+        };
+        for ch in text.chars() {
+            if ch.is_alphanumeric() {
+                for lower in ch.to_lowercase() {
+                    word.push(lower);
+                }
+            } else {
+                flush(&mut word);
+            }
+        }
+        flush(&mut word);
+    }
+
+    /// Term frequencies of `text`.
+    pub fn term_counts(&self, text: &str) -> HashMap<String, u32> {
+        let mut counts = HashMap::new();
+        self.terms(text, |t| *counts.entry(t.to_owned()).or_insert(0) += 1);
+        counts
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Posting {
+    slot: u32,
+    tf: u32,
+}
+
+/// BM25 index over chunk slots.
+#[derive(Default)]
+pub struct Bm25 {
+    analyzer: Analyzer,
+    term_ids: HashMap<String, u32>,
+    postings: Vec<Vec<Posting>>,
+    /// Term ids of each slot (empty when the slot is free).
+    slot_terms: Vec<Vec<u32>>,
+    slot_len: Vec<u32>,
+    total_len: u64,
+    live: u32,
+}
+
+impl std::fmt::Debug for Bm25 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bm25")
+            .field("terms", &self.term_ids.len())
+            .field("live", &self.live)
+            .finish()
+    }
+}
+
+impl Bm25 {
+    /// Adds the chunk in `slot` with text `text`. The slot must be free.
+    pub fn insert(&mut self, slot: u32, text: &str) {
+        let counts = self.analyzer.term_counts(text);
+        let s = slot as usize;
+        if self.slot_terms.len() <= s {
+            self.slot_terms.resize_with(s + 1, Vec::new);
+            self.slot_len.resize(s + 1, 0);
+        }
+        let mut ids = Vec::with_capacity(counts.len());
+        let mut len = 0u32;
+        for (term, tf) in counts {
+            let next = u32::try_from(self.postings.len()).unwrap_or(u32::MAX);
+            let id = *self.term_ids.entry(term).or_insert(next);
+            if id as usize == self.postings.len() {
+                self.postings.push(Vec::new());
+            }
+            self.postings[id as usize].push(Posting { slot, tf });
+            ids.push(id);
+            len += tf;
+        }
+        ids.shrink_to_fit();
+        self.slot_terms[s] = ids;
+        self.slot_len[s] = len;
+        self.total_len += u64::from(len);
+        self.live += 1;
+    }
+
+    /// Removes the chunk in `slot` (no-op when the slot is free).
+    pub fn remove(&mut self, slot: u32) {
+        let s = slot as usize;
+        let Some(ids) = self.slot_terms.get_mut(s).map(std::mem::take) else {
+            return;
+        };
+        if ids.is_empty() && self.slot_len[s] == 0 {
+            return;
+        }
+        for id in ids {
+            let list = &mut self.postings[id as usize];
+            if let Some(pos) = list.iter().position(|p| p.slot == slot) {
+                list.swap_remove(pos);
+            }
+        }
+        self.total_len -= u64::from(self.slot_len[s]);
+        self.slot_len[s] = 0;
+        self.live = self.live.saturating_sub(1);
+    }
+
+    /// Scores every chunk holding a term of `query`; `accept` filters slots.
+    /// Returns the score of each matching slot.
+    pub fn search(&self, query: &str, accept: impl Fn(u32) -> bool) -> HashMap<u32, f32> {
+        if self.live == 0 {
+            return HashMap::new();
+        }
+        let mut terms: Vec<u32> = Vec::new();
+        self.analyzer.terms(query, |t| {
+            if let Some(&id) = self.term_ids.get(t)
+                && !terms.contains(&id)
+            {
+                terms.push(id);
+            }
+        });
+        let n = self.live as f32;
+        let avg = (self.total_len as f32 / n).max(1.0);
+        let mut scores: HashMap<u32, f32> = HashMap::new();
+        for id in terms {
+            let list = &self.postings[id as usize];
+            if list.is_empty() {
+                continue;
+            }
+            let df = list.len() as f32;
+            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+            for p in list {
+                let len = self.slot_len[p.slot as usize] as f32;
+                let tf = p.tf as f32;
+                let s = idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / avg));
+                *scores.entry(p.slot).or_insert(0.0) += s;
+            }
+        }
+        scores.retain(|slot, _| accept(*slot));
+        scores
+    }
+
+    /// Number of indexed chunks.
+    pub fn len(&self) -> usize {
+        self.live as usize
+    }
+
+    /// True when nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_matching_chunk_first_and_forgets_removed() {
+        let mut idx = Bm25::default();
+        idx.insert(0, "The kubelet manages pods on a node.");
+        idx.insert(1, "GPU provisioning creates nodes with accelerators.");
+        idx.insert(2, "Bananas are yellow fruits.");
+        let mut hits: Vec<(u32, f32)> = idx
+            .search("which node runs the kubelet?", |_| true)
+            .into_iter()
+            .collect();
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1));
+        assert_eq!(hits[0].0, 0);
+        idx.remove(0);
+        let hits = idx.search("kubelet", |_| true);
+        assert!(hits.is_empty());
+        assert_eq!(idx.len(), 2);
+        idx.insert(0, "banana bread");
+        let hits = idx.search("bananas", |_| true);
+        assert_eq!(hits.len(), 2);
+    }
+}

@@ -1,0 +1,575 @@
+//! Sentence embeddings.
+//!
+//! Two back-ends behind one [`Embedder`]:
+//!
+//! * [`LocalEmbedder`]: a BERT-family sentence-transformers model run in process on CPU with
+//!   candle, loaded from a local directory (`config.json`, `model.safetensors`, `tokenizer.json`,
+//!   optionally `sentence_bert_config.json`, `1_Pooling/config.json`). It reproduces
+//!   sentence-transformers: truncation at the model's `max_seq_length`, padding to the longest
+//!   sequence of each batch, mean (or CLS) pooling over real tokens, L2 normalisation.
+//! * [`RemoteEmbedder`]: any OpenAI-compatible `/v1/embeddings` endpoint with a bearer secret.
+//!
+//! Every vector returned is L2-normalised, so a dot product is the cosine similarity.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use serde::Deserialize;
+use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
+
+/// Errors from loading or running an embedding model.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// The model directory or one of its required files does not exist.
+    #[error(
+        "embedding model {model_id:?} not found: {reason}. Put config.json, model.safetensors and \
+         tokenizer.json in one of: {tried}, or point RAG_MODEL_DIR (--model-dir) at that directory"
+    )]
+    ModelMissing {
+        /// The model id that was looked for.
+        model_id: String,
+        /// What was missing.
+        reason: String,
+        /// Directories that were searched.
+        tried: String,
+    },
+    /// A model file could not be read.
+    #[error("cannot read {path}")]
+    Io {
+        /// File that failed.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON configuration file is malformed.
+    #[error("invalid model configuration {path}")]
+    Config {
+        /// File that failed.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The tokenizer could not be loaded or failed on an input.
+    #[error("tokenizer error: {0}")]
+    Tokenizer(String),
+    /// candle failed while loading weights or running the model.
+    #[error("model execution failed")]
+    Candle(#[from] candle_core::Error),
+    /// The remote embedding endpoint could not be reached.
+    #[error("remote embedding request to {url} failed")]
+    Http {
+        /// Endpoint.
+        url: String,
+        /// Cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The remote embedding endpoint answered with an error or an unexpected body.
+    #[error("remote embedding endpoint {url} answered {status}: {body}")]
+    Remote {
+        /// Endpoint.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// Response body (truncated).
+        body: String,
+    },
+    /// The embedding worker thread panicked or was cancelled.
+    #[error("embedding task failed: {0}")]
+    Task(String),
+}
+
+/// How token vectors become one sentence vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Average of the token vectors of real (non-padding) tokens.
+    Mean,
+    /// The first (`[CLS]`) token vector.
+    Cls,
+}
+
+#[derive(Deserialize)]
+struct SentenceBertConfig {
+    max_seq_length: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct PoolingConfig {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+}
+
+/// Tuning knobs for the local embedder.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// Maximum number of texts per forward pass.
+    pub batch_size: usize,
+    /// Maximum number of (padded) tokens per forward pass.
+    pub batch_tokens: usize,
+}
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 32,
+            batch_tokens: 8192,
+        }
+    }
+}
+
+/// A BERT-family sentence embedding model running on CPU.
+pub struct LocalEmbedder {
+    model_id: String,
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    dim: usize,
+    max_seq_length: usize,
+    pooling: Pooling,
+    options: LocalOptions,
+}
+
+impl std::fmt::Debug for LocalEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalEmbedder")
+            .field("model_id", &self.model_id)
+            .field("dim", &self.dim)
+            .field("max_seq_length", &self.max_seq_length)
+            .field("pooling", &self.pooling)
+            .finish()
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EmbedError> {
+    let bytes = std::fs::read(path).map_err(|source| EmbedError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| EmbedError::Config {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Finds the directory of `model_id`: `explicit` if given, else `<root>/<model_id>` or
+/// `<root>/<model_id with / replaced by -->` for each root, else a Hugging Face cache snapshot.
+pub fn resolve_model_dir(
+    model_id: &str,
+    explicit: Option<&Path>,
+    roots: &[PathBuf],
+) -> Result<PathBuf, EmbedError> {
+    let required = ["config.json", "model.safetensors", "tokenizer.json"];
+    let complete = |dir: &Path| required.iter().all(|f| dir.join(f).is_file());
+    let mut tried = Vec::new();
+    if let Some(dir) = explicit {
+        if complete(dir) {
+            return Ok(dir.to_owned());
+        }
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|f| !dir.join(f).is_file())
+            .collect();
+        return Err(EmbedError::ModelMissing {
+            model_id: model_id.to_owned(),
+            reason: format!("{} lacks {}", dir.display(), missing.join(", ")),
+            tried: dir.display().to_string(),
+        });
+    }
+    for root in roots {
+        for candidate in [root.join(model_id), root.join(model_id.replace('/', "--"))] {
+            if complete(&candidate) {
+                return Ok(candidate);
+            }
+            tried.push(candidate.display().to_string());
+        }
+        let snapshots = root
+            .join(format!("models--{}", model_id.replace('/', "--")))
+            .join("snapshots");
+        if let Ok(entries) = std::fs::read_dir(&snapshots) {
+            for entry in entries.flatten() {
+                if complete(&entry.path()) {
+                    return Ok(entry.path());
+                }
+            }
+        }
+        tried.push(snapshots.display().to_string());
+    }
+    Err(EmbedError::ModelMissing {
+        model_id: model_id.to_owned(),
+        reason: "no directory holds its files".to_owned(),
+        tried: tried.join(", "),
+    })
+}
+
+impl LocalEmbedder {
+    /// Loads a model from `dir`.
+    pub fn load(model_id: &str, dir: &Path, options: LocalOptions) -> Result<Self, EmbedError> {
+        let config: BertConfig = read_json(&dir.join("config.json"))?;
+        let st_path = dir.join("sentence_bert_config.json");
+        let max_seq_length = if st_path.is_file() {
+            read_json::<SentenceBertConfig>(&st_path)?.max_seq_length
+        } else {
+            None
+        }
+        .unwrap_or(512)
+        .min(config.max_position_embeddings);
+        let pool_path = dir.join("1_Pooling").join("config.json");
+        let pooling = if pool_path.is_file() {
+            let p: PoolingConfig = read_json(&pool_path)?;
+            if p.pooling_mode_cls_token && !p.pooling_mode_mean_tokens {
+                Pooling::Cls
+            } else {
+                Pooling::Mean
+            }
+        } else if model_id.to_ascii_lowercase().contains("bge") {
+            Pooling::Cls
+        } else {
+            Pooling::Mean
+        };
+
+        let tokenizer = Self::load_tokenizer(&dir.join("tokenizer.json"), Some(max_seq_length))?;
+        let weights_path = dir.join("model.safetensors");
+        let weights = std::fs::read(&weights_path).map_err(|source| EmbedError::Io {
+            path: weights_path.clone(),
+            source,
+        })?;
+        let device = Device::Cpu;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
+        let model = BertModel::load(vb, &config)?;
+        Ok(Self {
+            model_id: model_id.to_owned(),
+            model,
+            tokenizer,
+            device,
+            dim: config.hidden_size,
+            max_seq_length,
+            pooling,
+            options,
+        })
+    }
+
+    /// Loads `tokenizer.json` with its padding disabled and truncation set to `truncate_at`
+    /// tokens (special tokens included), or disabled when `None`.
+    pub fn load_tokenizer(
+        path: &Path,
+        truncate_at: Option<usize>,
+    ) -> Result<Tokenizer, EmbedError> {
+        let mut tokenizer =
+            Tokenizer::from_file(path).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        tokenizer.with_padding(None);
+        let truncation = truncate_at.map(|max_length| TruncationParams {
+            max_length,
+            strategy: TruncationStrategy::LongestFirst,
+            ..TruncationParams::default()
+        });
+        tokenizer
+            .with_truncation(truncation)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        Ok(tokenizer)
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Maximum sequence length (special tokens included).
+    pub fn max_seq_length(&self) -> usize {
+        self.max_seq_length
+    }
+
+    /// Pooling used.
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
+    /// The model's tokenizer with padding and truncation disabled (for sizing chunks).
+    pub fn sizing_tokenizer(&self) -> Result<Tokenizer, EmbedError> {
+        let mut tokenizer = self.tokenizer.clone();
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        Ok(tokenizer)
+    }
+
+    /// Number of tokens of `text` without special tokens and without truncation.
+    pub fn count_tokens(&self, text: &str) -> usize {
+        // The tokenizer truncates; count on a tokenizer without truncation would allocate a
+        // clone, so use the encoding plus its overflow.
+        match self.tokenizer.encode_fast(text, false) {
+            Ok(enc) => {
+                enc.get_ids().len()
+                    + enc
+                        .get_overflowing()
+                        .iter()
+                        .map(|o| o.get_ids().len())
+                        .sum::<usize>()
+            }
+            Err(_) => text.len() / 4 + 1,
+        }
+    }
+
+    /// Embeds `texts`, returning one L2-normalised vector per text, in input order.
+    ///
+    /// Texts are sorted by token length and grouped into batches bounded by
+    /// [`LocalOptions::batch_size`] and [`LocalOptions::batch_tokens`], so padding waste stays
+    /// small. Blocking and CPU-bound: call from a blocking thread.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(encodings[i].get_ids().len()));
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let longest = encodings[order[start]].get_ids().len().max(1);
+            let by_tokens = (self.options.batch_tokens / longest).max(1);
+            let size = self.options.batch_size.max(1).min(by_tokens);
+            let end = (start + size).min(order.len());
+            let batch: Vec<&tokenizers::Encoding> =
+                order[start..end].iter().map(|&i| &encodings[i]).collect();
+            let vectors = self.forward(&batch)?;
+            for (slot, v) in order[start..end].iter().zip(vectors) {
+                out[*slot] = v;
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
+    fn forward(&self, batch: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let b = batch.len();
+        let t = batch
+            .iter()
+            .map(|e| e.get_ids().len())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let mut ids = vec![0u32; b * t];
+        let mut types = vec![0u32; b * t];
+        let mut mask = vec![0u32; b * t];
+        for (row, enc) in batch.iter().enumerate() {
+            let n = enc.get_ids().len();
+            ids[row * t..row * t + n].copy_from_slice(enc.get_ids());
+            types[row * t..row * t + n].copy_from_slice(enc.get_type_ids());
+            for m in &mut mask[row * t..row * t + n] {
+                *m = 1;
+            }
+        }
+        let ids = Tensor::from_vec(ids, (b, t), &self.device)?;
+        let types = Tensor::from_vec(types, (b, t), &self.device)?;
+        let mask = Tensor::from_vec(mask, (b, t), &self.device)?;
+        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+        let pooled = match self.pooling {
+            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+            Pooling::Mean => {
+                let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+                let summed = hidden.broadcast_mul(&m)?.sum(1)?;
+                let counts = m.sum(1)?.clamp(1e-9f32, f32::MAX)?;
+                summed.broadcast_div(&counts)?
+            }
+        };
+        let rows: Vec<Vec<f32>> = pooled.to_vec2()?;
+        Ok(rows
+            .into_iter()
+            .map(|mut v| {
+                normalize(&mut v);
+                v
+            })
+            .collect())
+    }
+}
+
+/// L2-normalises `v` in place (a zero vector stays zero).
+pub fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 1e-12 {
+        for x in v.iter_mut() {
+            *x /= norm;
+        }
+    }
+}
+
+/// An OpenAI-compatible `/v1/embeddings` client.
+#[derive(Debug, Clone)]
+pub struct RemoteEmbedder {
+    client: reqwest::Client,
+    url: String,
+    model: String,
+    secret: Option<String>,
+    dim: usize,
+    max_tokens: usize,
+    batch_size: usize,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsResponse {
+    data: Vec<EmbeddingItem>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingItem {
+    #[serde(default)]
+    index: Option<usize>,
+    embedding: Vec<f32>,
+}
+
+impl RemoteEmbedder {
+    /// Creates a client for `url` (a base URL or the full `/v1/embeddings` URL) and discovers
+    /// the vector dimension by embedding a probe sentence.
+    pub async fn connect(
+        url: &str,
+        model: &str,
+        secret: Option<String>,
+        max_tokens: usize,
+    ) -> Result<Self, EmbedError> {
+        let url = if url.contains("/embeddings") {
+            url.to_owned()
+        } else {
+            format!("{}/v1/embeddings", url.trim_end_matches('/'))
+        };
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|source| EmbedError::Http {
+                url: url.clone(),
+                source,
+            })?;
+        let mut this = Self {
+            client,
+            url,
+            model: model.to_owned(),
+            secret,
+            dim: 0,
+            max_tokens,
+            batch_size: 64,
+        };
+        let probe = this.embed(&["dimension probe".to_owned()]).await?;
+        this.dim = probe.first().map(Vec::len).unwrap_or(0);
+        Ok(this)
+    }
+
+    /// Embeds `texts` (normalised), in input order.
+    pub async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(self.batch_size) {
+            let mut req = self
+                .client
+                .post(&self.url)
+                .json(&serde_json::json!({"model": self.model, "input": batch}));
+            if let Some(secret) = &self.secret {
+                req = req.bearer_auth(secret);
+            }
+            let resp = req.send().await.map_err(|source| EmbedError::Http {
+                url: self.url.clone(),
+                source,
+            })?;
+            let status = resp.status();
+            let body = resp.bytes().await.map_err(|source| EmbedError::Http {
+                url: self.url.clone(),
+                source,
+            })?;
+            let remote_err = |what: &str| EmbedError::Remote {
+                url: self.url.clone(),
+                status: status.as_u16(),
+                body: format!(
+                    "{what}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(300)])
+                ),
+            };
+            if !status.is_success() {
+                return Err(remote_err("error"));
+            }
+            let parsed: EmbeddingsResponse =
+                serde_json::from_slice(&body).map_err(|_| remote_err("unexpected body"))?;
+            if parsed.data.len() != batch.len() {
+                return Err(remote_err("wrong number of embeddings"));
+            }
+            let mut items = parsed.data;
+            items.sort_by_key(|i| i.index.unwrap_or(0));
+            for mut item in items {
+                normalize(&mut item.embedding);
+                out.push(item.embedding);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The embedding back-end used by the service.
+#[derive(Debug, Clone)]
+pub enum Embedder {
+    /// In-process candle model.
+    Local(Arc<LocalEmbedder>),
+    /// OpenAI-compatible endpoint.
+    Remote(Arc<RemoteEmbedder>),
+}
+
+impl Embedder {
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        match self {
+            Embedder::Local(e) => e.dim(),
+            Embedder::Remote(e) => e.dim,
+        }
+    }
+
+    /// Model identifier.
+    pub fn model_id(&self) -> &str {
+        match self {
+            Embedder::Local(e) => &e.model_id,
+            Embedder::Remote(e) => &e.model,
+        }
+    }
+
+    /// Token budget of one chunk: the model window without its special tokens.
+    pub fn chunk_tokens(&self) -> usize {
+        match self {
+            Embedder::Local(e) => e.max_seq_length().saturating_sub(2).max(16),
+            Embedder::Remote(e) => e.max_tokens.max(16),
+        }
+    }
+
+    /// Counts tokens of `text` (exact for local models, approximately 4 bytes a token otherwise).
+    pub fn count_tokens(&self, text: &str) -> usize {
+        match self {
+            Embedder::Local(e) => e.count_tokens(text),
+            Embedder::Remote(_) => approx_tokens(text),
+        }
+    }
+
+    /// Embeds `texts` without blocking the async runtime.
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        match self {
+            Embedder::Local(e) => {
+                let e = Arc::clone(e);
+                tokio::task::spawn_blocking(move || {
+                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                    e.embed(&refs)
+                })
+                .await
+                .map_err(|e| EmbedError::Task(e.to_string()))?
+            }
+            Embedder::Remote(e) => e.embed(&texts).await,
+        }
+    }
+}
+
+/// Rough token estimate for text without a tokenizer (about 4 bytes per token).
+pub fn approx_tokens(text: &str) -> usize {
+    text.len().div_ceil(4)
+}

@@ -1,0 +1,521 @@
+//! One named document index: documents, their chunks, a dense vector index and a BM25 index,
+//! searched together (hybrid retrieval).
+//!
+//! Scores are comparable by construction: the dense score is the cosine similarity of
+//! L2-normalised vectors (higher is better, never a distance) and the keyword score is BM25
+//! divided by the best BM25 score of the query, so both lie in `[0, 1]` for relevant chunks.
+//! The fused score is `dense_weight * max(cosine, 0) + sparse_weight * bm25 / max_bm25`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::bm25::Bm25;
+use crate::chunk::Span;
+use crate::vector::{FlatIndex, TopK, VectorIndex, dot};
+
+/// Errors from decoding stored documents.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// A stored record is truncated or malformed.
+    #[error("corrupt document record: {0}")]
+    Corrupt(String),
+    /// A stored record's header is not valid JSON.
+    #[error("corrupt document record header")]
+    Header(#[source] serde_json::Error),
+}
+
+/// A document with its chunks and their vectors: what is stored and what is inserted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DocRecord {
+    /// Document id.
+    pub doc_id: String,
+    /// Full text.
+    pub text: String,
+    /// Metadata (any JSON object).
+    pub metadata: Map<String, Value>,
+    /// Insertion sequence number (listing order); 0 means "assign one".
+    #[serde(default)]
+    pub seq: u64,
+    /// Chunk byte ranges.
+    pub spans: Vec<Span>,
+    /// `spans.len() * dim` floats, one normalised vector per chunk (not in the JSON header).
+    #[serde(skip)]
+    pub vectors: Vec<f32>,
+}
+
+impl DocRecord {
+    /// Binary encoding: little-endian `u32` header length, JSON header, then the vectors as
+    /// little-endian `f32`.
+    pub fn encode(&self) -> Vec<u8> {
+        let header = serde_json::to_vec(self).unwrap_or_default();
+        let mut out = Vec::with_capacity(4 + header.len() + self.vectors.len() * 4);
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header);
+        for v in &self.vectors {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    /// Decodes [`DocRecord::encode`]'s output.
+    pub fn decode(bytes: &[u8]) -> Result<Self, IndexError> {
+        let len_bytes: [u8; 4] = bytes
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| IndexError::Corrupt("shorter than its header length".into()))?;
+        let len = u32::from_le_bytes(len_bytes) as usize;
+        let header = bytes
+            .get(4..4 + len)
+            .ok_or_else(|| IndexError::Corrupt("header truncated".into()))?;
+        let mut rec: DocRecord = serde_json::from_slice(header).map_err(IndexError::Header)?;
+        let rest = &bytes[4 + len..];
+        if rest.len() % 4 != 0 {
+            return Err(IndexError::Corrupt(
+                "vector bytes not a multiple of 4".into(),
+            ));
+        }
+        rec.vectors = rest
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        for s in &rec.spans {
+            if s.start > s.end
+                || s.end as usize > rec.text.len()
+                || !rec.text.is_char_boundary(s.start as usize)
+                || !rec.text.is_char_boundary(s.end as usize)
+            {
+                return Err(IndexError::Corrupt(format!(
+                    "chunk range {}..{} outside document {}",
+                    s.start, s.end, rec.doc_id
+                )));
+            }
+        }
+        Ok(rec)
+    }
+}
+
+/// A stored document as seen by readers.
+#[derive(Debug, Clone)]
+pub struct DocEntry {
+    /// Full text.
+    pub text: Arc<str>,
+    /// Metadata.
+    pub metadata: Arc<Map<String, Value>>,
+    /// Insertion sequence number.
+    pub seq: u64,
+    slots: Vec<u32>,
+}
+
+impl DocEntry {
+    /// Number of chunks.
+    pub fn chunk_count(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SlotInfo {
+    doc_id: Arc<str>,
+    ordinal: u32,
+    span: Span,
+}
+
+/// Which retriever found a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Both the vector and the keyword search.
+    Both,
+    /// Only the vector search.
+    DenseOnly,
+    /// Only the keyword search.
+    SparseOnly,
+}
+
+/// One retrieved chunk.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// Document id.
+    pub doc_id: Arc<str>,
+    /// Chunk id (`<doc_id>:<ordinal>`).
+    pub node_id: String,
+    /// Chunk text.
+    pub text: String,
+    /// Fused score (higher is better).
+    pub score: f32,
+    /// Cosine similarity of the query and the chunk.
+    pub dense_score: f32,
+    /// BM25 score normalised by the query's best BM25 score.
+    pub sparse_score: f32,
+    /// Which retriever found it.
+    pub source: Source,
+    /// Document metadata.
+    pub metadata: Arc<Map<String, Value>>,
+    /// Chunk size in tokens.
+    pub tokens: u32,
+}
+
+/// Weights of the fused score.
+#[derive(Debug, Clone, Copy)]
+pub struct Fusion {
+    /// Weight of the cosine similarity.
+    pub dense: f32,
+    /// Weight of the normalised BM25 score.
+    pub sparse: f32,
+}
+
+impl Default for Fusion {
+    fn default() -> Self {
+        Self {
+            dense: 0.7,
+            sparse: 0.3,
+        }
+    }
+}
+
+/// True when every key of `filter` is in `metadata` with an equal value.
+pub fn metadata_matches(metadata: &Map<String, Value>, filter: &Map<String, Value>) -> bool {
+    filter.iter().all(|(k, v)| metadata.get(k) == Some(v))
+}
+
+/// An in-memory hybrid index.
+pub struct Index {
+    dim: usize,
+    docs: HashMap<Arc<str>, DocEntry>,
+    order: BTreeMap<u64, Arc<str>>,
+    next_seq: u64,
+    slots: Vec<Option<SlotInfo>>,
+    free: Vec<u32>,
+    vectors: Box<dyn VectorIndex>,
+    bm25: Bm25,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("docs", &self.docs.len())
+            .field("chunks", &self.bm25.len())
+            .finish()
+    }
+}
+
+impl Index {
+    /// Empty index for `dim`-dimensional vectors with exact search.
+    pub fn new(dim: usize) -> Self {
+        Self::with_vector_index(Box::new(FlatIndex::new(dim)))
+    }
+
+    /// Empty index over the given vector index.
+    pub fn with_vector_index(vectors: Box<dyn VectorIndex>) -> Self {
+        Self {
+            dim: vectors.dim(),
+            docs: HashMap::new(),
+            order: BTreeMap::new(),
+            next_seq: 1,
+            slots: Vec::new(),
+            free: Vec::new(),
+            vectors,
+            bm25: Bm25::default(),
+        }
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Number of documents.
+    pub fn doc_count(&self) -> usize {
+        self.docs.len()
+    }
+
+    /// Number of chunks.
+    pub fn chunk_count(&self) -> usize {
+        self.bm25.len()
+    }
+
+    /// The document `doc_id`.
+    pub fn get(&self, doc_id: &str) -> Option<&DocEntry> {
+        self.docs.get(doc_id)
+    }
+
+    /// True when `doc_id` is indexed.
+    pub fn contains(&self, doc_id: &str) -> bool {
+        self.docs.contains_key(doc_id)
+    }
+
+    /// The sequence number a new document would get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Inserts (or replaces) a document. The record's `vectors` must hold one `dim` vector per
+    /// span; a record with the wrong number of floats is indexed for keywords only.
+    pub fn insert(&mut self, rec: DocRecord) {
+        let old_seq = self.docs.get(rec.doc_id.as_str()).map(|d| d.seq);
+        if old_seq.is_some() {
+            self.remove(&rec.doc_id);
+        }
+        let seq = match (rec.seq, old_seq) {
+            (s, _) if s > 0 => s,
+            (_, Some(s)) => s,
+            _ => self.next_seq,
+        };
+        self.next_seq = self.next_seq.max(seq + 1);
+        let doc_id: Arc<str> = Arc::from(rec.doc_id.as_str());
+        let text: Arc<str> = Arc::from(rec.text.as_str());
+        let vectors_ok = rec.vectors.len() == rec.spans.len() * self.dim;
+        let mut slots = Vec::with_capacity(rec.spans.len());
+        for (ordinal, span) in rec.spans.iter().enumerate() {
+            let slot = match self.free.pop() {
+                Some(s) => s,
+                None => {
+                    self.slots.push(None);
+                    (self.slots.len() - 1) as u32
+                }
+            };
+            let chunk = &text[span.start as usize..span.end as usize];
+            self.bm25.insert(slot, chunk);
+            if vectors_ok {
+                self.vectors.insert(
+                    slot,
+                    &rec.vectors[ordinal * self.dim..(ordinal + 1) * self.dim],
+                );
+            }
+            self.slots[slot as usize] = Some(SlotInfo {
+                doc_id: Arc::clone(&doc_id),
+                ordinal: ordinal as u32,
+                span: *span,
+            });
+            slots.push(slot);
+        }
+        self.order.insert(seq, Arc::clone(&doc_id));
+        self.docs.insert(
+            doc_id,
+            DocEntry {
+                text,
+                metadata: Arc::new(rec.metadata),
+                seq,
+                slots,
+            },
+        );
+    }
+
+    /// Removes a document; false when it was not there.
+    pub fn remove(&mut self, doc_id: &str) -> bool {
+        let Some(entry) = self.docs.remove(doc_id) else {
+            return false;
+        };
+        self.order.remove(&entry.seq);
+        for slot in entry.slots {
+            self.bm25.remove(slot);
+            self.vectors.remove(slot);
+            self.slots[slot as usize] = None;
+            self.free.push(slot);
+        }
+        true
+    }
+
+    /// The full record of a document (for persistence).
+    pub fn record(&self, doc_id: &str) -> Option<DocRecord> {
+        let entry = self.docs.get(doc_id)?;
+        let mut spans = Vec::with_capacity(entry.slots.len());
+        let mut vectors = Vec::with_capacity(entry.slots.len() * self.dim);
+        for &slot in &entry.slots {
+            let info = self.slots[slot as usize].as_ref()?;
+            spans.push(info.span);
+            match self.vectors.get(slot) {
+                Some(v) => vectors.extend_from_slice(v),
+                None => vectors.extend(std::iter::repeat_n(0.0, self.dim)),
+            }
+        }
+        Some(DocRecord {
+            doc_id: doc_id.to_owned(),
+            text: entry.text.to_string(),
+            metadata: (*entry.metadata).clone(),
+            seq: entry.seq,
+            spans,
+            vectors,
+        })
+    }
+
+    /// Document ids in insertion order.
+    pub fn doc_ids(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.order.values()
+    }
+
+    /// Documents matching `filter`, in insertion order: the page `offset..offset+limit` and the
+    /// number of matching documents.
+    pub fn list(
+        &self,
+        offset: usize,
+        limit: usize,
+        filter: Option<&Map<String, Value>>,
+    ) -> (Vec<(Arc<str>, DocEntry)>, usize) {
+        let mut total = 0;
+        let mut page = Vec::new();
+        for id in self.order.values() {
+            let Some(entry) = self.docs.get(id) else {
+                continue;
+            };
+            if let Some(f) = filter
+                && !metadata_matches(&entry.metadata, f)
+            {
+                continue;
+            }
+            if total >= offset && page.len() < limit {
+                page.push((Arc::clone(id), entry.clone()));
+            }
+            total += 1;
+        }
+        (page, total)
+    }
+
+    /// Hybrid search: the `k` best chunks for a query with text `query` and vector `qvec`,
+    /// restricted to documents whose metadata matches `filter`.
+    pub fn search(
+        &self,
+        qvec: &[f32],
+        query: &str,
+        k: usize,
+        filter: Option<&Map<String, Value>>,
+        fusion: Fusion,
+    ) -> Vec<Hit> {
+        if k == 0 || self.docs.is_empty() {
+            return Vec::new();
+        }
+        let allowed: Option<Vec<bool>> = filter.filter(|f| !f.is_empty()).map(|f| {
+            let mut allowed = vec![false; self.slots.len()];
+            for entry in self.docs.values() {
+                if metadata_matches(&entry.metadata, f) {
+                    for &s in &entry.slots {
+                        allowed[s as usize] = true;
+                    }
+                }
+            }
+            allowed
+        });
+        let accept = |slot: u32| {
+            allowed
+                .as_ref()
+                .is_none_or(|a| a.get(slot as usize).copied().unwrap_or(false))
+        };
+        let candidates = (k * 3).max(50);
+        let dense = self.vectors.search(qvec, candidates, &accept);
+        let sparse = self.bm25.search(query, accept);
+        let max_sparse = sparse.values().copied().fold(0f32, f32::max);
+        let mut sparse_top = TopK::new(candidates);
+        for (&slot, &s) in &sparse {
+            sparse_top.push(slot, s);
+        }
+        let mut seen: HashMap<u32, bool> = HashMap::new();
+        for (slot, _) in &dense {
+            seen.insert(*slot, true);
+        }
+        for (slot, _) in sparse_top.into_sorted() {
+            seen.entry(slot).or_insert(false);
+        }
+        let mut scored: Vec<(u32, f32, f32, f32, Source)> = seen
+            .into_iter()
+            .map(|(slot, in_dense)| {
+                let d = self.vectors.get(slot).map(|v| dot(qvec, v)).unwrap_or(0.0);
+                let s = if max_sparse > 0.0 {
+                    sparse.get(&slot).copied().unwrap_or(0.0) / max_sparse
+                } else {
+                    0.0
+                };
+                let source = match (in_dense, s > 0.0) {
+                    (true, true) => Source::Both,
+                    (true, false) => Source::DenseOnly,
+                    (false, _) => Source::SparseOnly,
+                };
+                let fused = fusion.dense * d.max(0.0) + fusion.sparse * s;
+                (slot, fused, d, s, source)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored.truncate(k);
+        scored
+            .into_iter()
+            .filter_map(|(slot, fused, d, s, source)| {
+                let info = self.slots.get(slot as usize)?.as_ref()?;
+                let entry = self.docs.get(&info.doc_id)?;
+                Some(Hit {
+                    doc_id: Arc::clone(&info.doc_id),
+                    node_id: format!("{}:{}", info.doc_id, info.ordinal),
+                    text: entry.text[info.span.start as usize..info.span.end as usize].to_owned(),
+                    score: fused,
+                    dense_score: d,
+                    sparse_score: s,
+                    source,
+                    metadata: Arc::clone(&entry.metadata),
+                    tokens: info.span.tokens,
+                })
+            })
+            .collect()
+    }
+
+    /// Approximate bytes held by vectors.
+    pub fn vector_bytes(&self) -> usize {
+        self.vectors.memory_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, text: &str, v: [f32; 2], meta: Value) -> DocRecord {
+        DocRecord {
+            doc_id: id.into(),
+            text: text.into(),
+            metadata: meta.as_object().cloned().unwrap_or_default(),
+            seq: 0,
+            spans: vec![Span {
+                start: 0,
+                end: text.len() as u32,
+                tokens: 3,
+            }],
+            vectors: v.to_vec(),
+        }
+    }
+
+    #[test]
+    fn hybrid_ranks_by_similarity_and_filters() {
+        let mut idx = Index::new(2);
+        idx.insert(rec(
+            "a",
+            "kubernetes pods",
+            [1.0, 0.0],
+            serde_json::json!({"k": 1}),
+        ));
+        idx.insert(rec("b", "bananas", [0.0, 1.0], serde_json::json!({"k": 2})));
+        let hits = idx.search(&[0.0, 1.0], "bananas", 2, None, Fusion::default());
+        assert_eq!(&*hits[0].doc_id, "b");
+        assert_eq!(hits[0].source, Source::Both);
+        assert!(hits[0].score > hits[1].score);
+        let f = serde_json::json!({"k": 1}).as_object().cloned();
+        let hits = idx.search(&[0.0, 1.0], "bananas", 2, f.as_ref(), Fusion::default());
+        assert_eq!(hits.len(), 1);
+        assert_eq!(&*hits[0].doc_id, "a");
+    }
+
+    #[test]
+    fn replace_keeps_order_and_remove_frees() {
+        let mut idx = Index::new(2);
+        idx.insert(rec("a", "one", [1.0, 0.0], Value::Null));
+        idx.insert(rec("b", "two", [0.0, 1.0], Value::Null));
+        idx.insert(rec("a", "uno", [1.0, 0.0], Value::Null));
+        let ids: Vec<String> = idx.doc_ids().map(|s| s.to_string()).collect();
+        assert_eq!(ids, vec!["a", "b"]);
+        assert!(idx.remove("a"));
+        assert!(!idx.remove("a"));
+        assert_eq!(idx.chunk_count(), 1);
+        let r = idx.record("b").expect("b");
+        let back = DocRecord::decode(&r.encode()).expect("decode");
+        assert_eq!(back, r);
+    }
+}

@@ -1,0 +1,208 @@
+//! Dense vector search.
+//!
+//! [`VectorIndex`] is the interface; [`FlatIndex`] is exact search over a contiguous matrix of
+//! L2-normalised vectors, scored by cosine similarity (the dot product), higher is better.
+//! At tens of thousands of chunks exact search costs a few milliseconds and has perfect recall,
+//! so it is the default; an approximate index can implement the trait for larger corpora.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// A mutable index of vectors addressed by slot number.
+pub trait VectorIndex: Send + Sync {
+    /// Vector dimension.
+    fn dim(&self) -> usize;
+    /// Stores `vector` in `slot` (replacing what was there).
+    fn insert(&mut self, slot: u32, vector: &[f32]);
+    /// Forgets `slot`.
+    fn remove(&mut self, slot: u32);
+    /// The vector in `slot`, if any.
+    fn get(&self, slot: u32) -> Option<&[f32]>;
+    /// The `k` slots most similar to `query` among those `accept` allows, best first, with
+    /// their cosine similarity.
+    fn search(&self, query: &[f32], k: usize, accept: &dyn Fn(u32) -> bool) -> Vec<(u32, f32)>;
+    /// Bytes held.
+    fn memory_bytes(&self) -> usize;
+}
+
+/// Dot product, written so the compiler vectorises it.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let ca = a.chunks_exact(LANES);
+    let cb = b.chunks_exact(LANES);
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[derive(PartialEq)]
+struct MinScore(f32, u32);
+
+impl Eq for MinScore {}
+
+impl PartialOrd for MinScore {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MinScore {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reverse: the heap top is the lowest score, so it is evicted first.
+        other.0.total_cmp(&self.0).then(other.1.cmp(&self.1))
+    }
+}
+
+/// Keeps the `k` best `(slot, score)` pairs.
+pub struct TopK {
+    k: usize,
+    heap: BinaryHeap<MinScore>,
+}
+
+impl TopK {
+    /// Empty collector for `k` results.
+    pub fn new(k: usize) -> Self {
+        Self {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    /// Offers one candidate.
+    #[inline]
+    pub fn push(&mut self, slot: u32, score: f32) {
+        if self.k == 0 || score.is_nan() {
+            return;
+        }
+        if self.heap.len() < self.k {
+            self.heap.push(MinScore(score, slot));
+        } else if let Some(top) = self.heap.peek()
+            && score > top.0
+        {
+            self.heap.pop();
+            self.heap.push(MinScore(score, slot));
+        }
+    }
+
+    /// Results, best first.
+    pub fn into_sorted(self) -> Vec<(u32, f32)> {
+        let mut v: Vec<(u32, f32)> = self.heap.into_iter().map(|m| (m.1, m.0)).collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+}
+
+/// Exact (brute-force) cosine search.
+#[derive(Debug, Clone)]
+pub struct FlatIndex {
+    dim: usize,
+    data: Vec<f32>,
+    live: Vec<bool>,
+}
+
+impl FlatIndex {
+    /// Empty index of `dim`-dimensional vectors.
+    pub fn new(dim: usize) -> Self {
+        Self {
+            dim,
+            data: Vec::new(),
+            live: Vec::new(),
+        }
+    }
+}
+
+impl VectorIndex for FlatIndex {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn insert(&mut self, slot: u32, vector: &[f32]) {
+        let s = slot as usize;
+        if self.live.len() <= s {
+            self.live.resize(s + 1, false);
+            self.data.resize((s + 1) * self.dim, 0.0);
+        }
+        let n = vector.len().min(self.dim);
+        let row = &mut self.data[s * self.dim..(s + 1) * self.dim];
+        row[..n].copy_from_slice(&vector[..n]);
+        row[n..].fill(0.0);
+        self.live[s] = true;
+    }
+
+    fn remove(&mut self, slot: u32) {
+        if let Some(l) = self.live.get_mut(slot as usize) {
+            *l = false;
+        }
+    }
+
+    fn get(&self, slot: u32) -> Option<&[f32]> {
+        let s = slot as usize;
+        if *self.live.get(s)? {
+            Some(&self.data[s * self.dim..(s + 1) * self.dim])
+        } else {
+            None
+        }
+    }
+
+    fn search(&self, query: &[f32], k: usize, accept: &dyn Fn(u32) -> bool) -> Vec<(u32, f32)> {
+        if query.len() != self.dim || self.dim == 0 {
+            return Vec::new();
+        }
+        let mut top = TopK::new(k);
+        for (s, row) in self.data.chunks_exact(self.dim).enumerate() {
+            if !self.live[s] {
+                continue;
+            }
+            let slot = s as u32;
+            if !accept(slot) {
+                continue;
+            }
+            top.push(slot, dot(query, row));
+        }
+        top.into_sorted()
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.data.capacity() * 4 + self.live.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn most_similar_first() {
+        let mut idx = FlatIndex::new(3);
+        idx.insert(0, &[1.0, 0.0, 0.0]);
+        idx.insert(1, &[0.0, 1.0, 0.0]);
+        idx.insert(2, &[0.6, 0.8, 0.0]);
+        let hits = idx.search(&[0.0, 1.0, 0.0], 2, &|_| true);
+        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![1, 2]);
+        assert!((hits[0].1 - 1.0).abs() < 1e-6);
+        idx.remove(1);
+        let hits = idx.search(&[0.0, 1.0, 0.0], 1, &|_| true);
+        assert_eq!(hits[0].0, 2);
+        let hits = idx.search(&[0.0, 1.0, 0.0], 5, &|s| s == 0);
+        assert_eq!(hits.len(), 1);
+    }
+
+    #[test]
+    fn dot_matches_naive() {
+        let a: Vec<f32> = (0..384).map(|i| (i as f32).sin()).collect();
+        let b: Vec<f32> = (0..384).map(|i| (i as f32).cos()).collect();
+        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - naive).abs() < 1e-3);
+    }
+}
