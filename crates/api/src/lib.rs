@@ -1,0 +1,14 @@
+//! KAITO's custom resource types and their CustomResourceDefinitions.
+//!
+//! - [`v1beta1`]: `Workspace`, `RAGEngine`, `InferenceSet` (storage version).
+//! - [`v1alpha1`]: `Workspace`, `RAGEngine` as the older version serves them.
+//! - [`crd`]: the merged multi-version CRDs written to `config/crd/` by the `crdgen` binary.
+//!
+//! Doc comments on fields become `kubectl explain` text, so they are written for users.
+#![forbid(unsafe_code)]
+
+pub mod crd;
+pub mod labels;
+pub mod schema;
+pub mod v1alpha1;
+pub mod v1beta1;
