@@ -14,6 +14,7 @@ ETCD_VERSION=3.6.16
 KWOK_VERSION=0.8.0
 HELM_VERSION=3.21.4
 HELM_K8S_MINOR=36   # minor of helm's own client-go, as helm's Makefile stamps it
+KARPENTER_VERSION=1.14.1  # only its CRDs (NodeClaim, NodePool) are used
 
 log() { printf '[k8s-bins] %s\n' "$*" >&2; }
 die() { printf '[k8s-bins] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -27,6 +28,7 @@ BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwo
 check_dir() { # dir -> 0 when every binary is there and the apiserver reports the pinned version
   local d=$1 b
   for b in "${BINARIES[@]}"; do [ -x "$d/$b" ] || return 1; done
+  [ -f "$d/karpenter-crds/karpenter.sh_nodeclaims.yaml" ] || return 1
   "$d/kube-apiserver" --version 2>/dev/null | grep -q "Kubernetes v$K8S_VERSION" || return 1
 }
 
@@ -39,6 +41,12 @@ fi
 CACHE=${KAITO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kaito-rs}
 KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_$(go env GOVERSION)_$(go env GOARCH)"
 OUT="$CACHE/bins/$KEY"
+BUILD="$CACHE/build"
+if ! [ -f "$OUT/karpenter-crds/karpenter.sh_nodeclaims.yaml" ] && [ -x "$OUT/kube-apiserver" ]; then
+  mkdir -p "$BUILD"
+  src=$(cd "$BUILD" && go mod download -json "sigs.k8s.io/karpenter@v$KARPENTER_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
+  mkdir -p "$OUT/karpenter-crds" && cp "$src"/pkg/apis/crds/karpenter.sh_node{claims,pools}.yaml "$OUT/karpenter-crds/" && chmod -R u+w "$OUT/karpenter-crds"
+fi
 if check_dir "$OUT"; then
   log "cache hit: $OUT"
   echo "$OUT"; exit 0
@@ -106,6 +114,16 @@ if ! [ -x "$TMP/helm" ]; then
     "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
   step_done
 fi
+
+add_karpenter_crds() { # dir: Karpenter's CRDs, from its Go module (the project does not vendor them)
+  local src
+  src=$(cd "$BUILD" && go mod download -json "sigs.k8s.io/karpenter@v$KARPENTER_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
+  [ -f "$src/pkg/apis/crds/karpenter.sh_nodeclaims.yaml" ] || die "Karpenter CRDs not found in sigs.k8s.io/karpenter@v$KARPENTER_VERSION"
+  rm -rf "$1/karpenter-crds"; mkdir -p "$1/karpenter-crds"
+  cp "$src/pkg/apis/crds/karpenter.sh_nodeclaims.yaml" "$src/pkg/apis/crds/karpenter.sh_nodepools.yaml" "$1/karpenter-crds/"
+  chmod -R u+w "$1/karpenter-crds"
+}
+add_karpenter_crds "$TMP"
 
 # kwok's stage definitions ship in its module source; keep a copy beside the binaries
 KWOK_SRC="$(go env GOMODCACHE)/sigs.k8s.io/kwok@v$KWOK_VERSION/kustomize/stage"

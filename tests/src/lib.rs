@@ -42,6 +42,27 @@ pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Installs Karpenter's NodeClaim and NodePool CRDs (shipped beside the control-plane binaries by
+/// hack/k8s-bins.sh) and waits until they are Established.
+pub async fn install_karpenter_crds(client: &Client) -> anyhow::Result<()> {
+    let bins = std::env::var_os("KAITO_K8S_BINS").context("KAITO_K8S_BINS is not set: source .k8s-run/env")?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for file in ["karpenter.sh_nodeclaims.yaml", "karpenter.sh_nodepools.yaml"] {
+        let path = PathBuf::from(&bins).join("karpenter-crds").join(file);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).with_context(|| format!("parsing {file}"))?;
+        let name = crd.metadata.name.clone().context("Karpenter CRD has no name")?;
+        crds.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd)).await?;
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .with_context(|| format!("CRD {name} not Established after 30s"))??;
+    }
+    Ok(())
+}
+
 /// A namespace that exists for one test, with its `default` ServiceAccount ready for pods.
 pub async fn namespace(client: &Client, prefix: &str) -> anyhow::Result<String> {
     let namespaces: Api<Namespace> = Api::all(client.clone());

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod crd;
+pub mod karpenter;
 pub mod labels;
 pub mod schema;
 pub mod v1alpha1;
