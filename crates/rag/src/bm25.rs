@@ -17,10 +17,10 @@ const B: f32 = 0.75;
 const MAX_TERM_BYTES: usize = 48;
 
 const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
-    "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these",
-    "they", "this", "to", "was", "will", "with", "what", "which", "who", "how", "do", "does", "i",
-    "you", "we", "can", "from", "has", "have", "its", "my", "our", "your", "me",
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not", "of",
+    "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will", "with",
+    "what", "which", "who", "how", "do", "does", "i", "you", "we", "can", "from", "has", "have", "its", "my", "our",
+    "your", "me",
 ];
 
 /// Splits text into BM25 terms.
@@ -30,9 +30,7 @@ pub struct Analyzer {
 
 impl Default for Analyzer {
     fn default() -> Self {
-        Self {
-            stemmer: Stemmer::create(Algorithm::English),
-        }
+        Self { stemmer: Stemmer::create(Algorithm::English) }
     }
 }
 
@@ -41,10 +39,7 @@ impl Analyzer {
     pub fn terms(&self, text: &str, mut f: impl FnMut(&str)) {
         let mut word = String::new();
         let mut flush = |word: &mut String| {
-            if !word.is_empty()
-                && word.len() <= MAX_TERM_BYTES
-                && !STOP_WORDS.contains(&word.as_str())
-            {
+            if !word.is_empty() && word.len() <= MAX_TERM_BYTES && !STOP_WORDS.contains(&word.as_str()) {
                 let stemmed = self.stemmer.stem(word);
                 f(&stemmed);
             }
@@ -91,10 +86,7 @@ pub struct Bm25 {
 
 impl std::fmt::Debug for Bm25 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bm25")
-            .field("terms", &self.term_ids.len())
-            .field("live", &self.live)
-            .finish()
+        f.debug_struct("Bm25").field("terms", &self.term_ids.len()).field("live", &self.live).finish()
     }
 }
 
@@ -202,10 +194,7 @@ mod tests {
         idx.insert(0, "The kubelet manages pods on a node.");
         idx.insert(1, "GPU provisioning creates nodes with accelerators.");
         idx.insert(2, "Bananas are yellow fruits.");
-        let mut hits: Vec<(u32, f32)> = idx
-            .search("which node runs the kubelet?", |_| true)
-            .into_iter()
-            .collect();
+        let mut hits: Vec<(u32, f32)> = idx.search("which node runs the kubelet?", |_| true).into_iter().collect();
         hits.sort_by(|a, b| b.1.total_cmp(&a.1));
         assert_eq!(hits[0].0, 0);
         idx.remove(0);

@@ -75,10 +75,7 @@ pub struct Chunker {
 
 impl std::fmt::Debug for Chunker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chunker")
-            .field("capacity", &self.capacity)
-            .field("overlap", &self.overlap)
-            .finish()
+        f.debug_struct("Chunker").field("capacity", &self.capacity).field("overlap", &self.overlap).finish()
     }
 }
 
@@ -104,13 +101,7 @@ impl Chunker {
             .with_sizer(sizer.clone())
             .with_overlap(overlap)
             .map_err(|e| ChunkError::Config(e.to_string()))?;
-        Ok(Self {
-            sizer,
-            capacity,
-            overlap,
-            text: TextSplitter::new(config),
-            code: RwLock::new(HashMap::new()),
-        })
+        Ok(Self { sizer, capacity, overlap, text: TextSplitter::new(config), code: RwLock::new(HashMap::new()) })
     }
 
     /// Maximum tokens per chunk.
@@ -130,13 +121,8 @@ impl Chunker {
         if metadata.get("split_type").and_then(Value::as_str) != Some("code") {
             return Ok(None);
         }
-        let name = metadata
-            .get("language")
-            .and_then(Value::as_str)
-            .ok_or(ChunkError::MissingLanguage)?;
-        language(name)
-            .map(Some)
-            .ok_or_else(|| ChunkError::UnsupportedLanguage(name.to_owned()))
+        let name = metadata.get("language").and_then(Value::as_str).ok_or(ChunkError::MissingLanguage)?;
+        language(name).map(Some).ok_or_else(|| ChunkError::UnsupportedLanguage(name.to_owned()))
     }
 
     fn code_splitter(
@@ -151,9 +137,7 @@ impl Chunker {
             .with_sizer(self.sizer.clone())
             .with_overlap(self.overlap)
             .map_err(|e| ChunkError::Config(e.to_string()))?;
-        let splitter = Arc::new(
-            CodeSplitter::new(lang, config).map_err(|e| ChunkError::Config(e.to_string()))?,
-        );
+        let splitter = Arc::new(CodeSplitter::new(lang, config).map_err(|e| ChunkError::Config(e.to_string()))?);
         if let Ok(mut m) = self.code.write() {
             m.insert(name, Arc::clone(&splitter));
         }
@@ -161,16 +145,9 @@ impl Chunker {
     }
 
     /// Splits `text` as its `metadata` asks. An empty or blank text gives no chunk.
-    pub fn split(
-        &self,
-        text: &str,
-        metadata: &Map<String, Value>,
-    ) -> Result<Vec<Span>, ChunkError> {
+    pub fn split(&self, text: &str, metadata: &Map<String, Value>) -> Result<Vec<Span>, ChunkError> {
         let pieces: Vec<(usize, &str)> = match self.code_language(metadata)? {
-            Some((name, lang)) => self
-                .code_splitter(name, lang)?
-                .chunk_indices(text)
-                .collect(),
+            Some((name, lang)) => self.code_splitter(name, lang)?.chunk_indices(text).collect(),
             None => self.text.chunk_indices(text).collect(),
         };
         Ok(pieces
@@ -204,32 +181,22 @@ mod tests {
             assert!(text.is_char_boundary(s.start as usize));
         }
         assert_eq!(spans[0].start, 0);
-        assert_eq!(
-            spans.last().map(|s| s.end as usize),
-            Some(text.trim_end().len())
-        );
+        assert_eq!(spans.last().map(|s| s.end as usize), Some(text.trim_end().len()));
     }
 
     #[test]
     fn code_needs_known_language() {
         let c = Chunker::new(Sizer::Approx, 50, 0).expect("chunker");
         let code = "def a():\n    return 1\n\n\ndef b():\n    return 2\n".repeat(10);
-        let spans = c
-            .split(
-                &code,
-                &meta(serde_json::json!({"split_type": "code", "language": "python"})),
-            )
-            .expect("python");
+        let spans =
+            c.split(&code, &meta(serde_json::json!({"split_type": "code", "language": "python"}))).expect("python");
         assert!(spans.len() > 1);
         assert!(matches!(
             c.split(&code, &meta(serde_json::json!({"split_type": "code"}))),
             Err(ChunkError::MissingLanguage)
         ));
         assert!(matches!(
-            c.split(
-                &code,
-                &meta(serde_json::json!({"split_type": "code", "language": "cobol"}))
-            ),
+            c.split(&code, &meta(serde_json::json!({"split_type": "code", "language": "cobol"}))),
             Err(ChunkError::UnsupportedLanguage(_))
         ));
     }

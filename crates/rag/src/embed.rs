@@ -118,10 +118,7 @@ pub struct LocalOptions {
 
 impl Default for LocalOptions {
     fn default() -> Self {
-        Self {
-            batch_size: 32,
-            batch_tokens: 8192,
-        }
+        Self { batch_size: 32, batch_tokens: 8192 }
     }
 }
 
@@ -130,6 +127,7 @@ pub struct LocalEmbedder {
     model_id: String,
     model: BertModel,
     tokenizer: Tokenizer,
+    counter: Tokenizer,
     device: Device,
     dim: usize,
     max_seq_length: usize,
@@ -149,23 +147,13 @@ impl std::fmt::Debug for LocalEmbedder {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EmbedError> {
-    let bytes = std::fs::read(path).map_err(|source| EmbedError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|source| EmbedError::Config {
-        path: path.to_owned(),
-        source,
-    })
+    let bytes = std::fs::read(path).map_err(|source| EmbedError::Io { path: path.to_owned(), source })?;
+    serde_json::from_slice(&bytes).map_err(|source| EmbedError::Config { path: path.to_owned(), source })
 }
 
 /// Finds the directory of `model_id`: `explicit` if given, else `<root>/<model_id>` or
 /// `<root>/<model_id with / replaced by -->` for each root, else a Hugging Face cache snapshot.
-pub fn resolve_model_dir(
-    model_id: &str,
-    explicit: Option<&Path>,
-    roots: &[PathBuf],
-) -> Result<PathBuf, EmbedError> {
+pub fn resolve_model_dir(model_id: &str, explicit: Option<&Path>, roots: &[PathBuf]) -> Result<PathBuf, EmbedError> {
     let required = ["config.json", "model.safetensors", "tokenizer.json"];
     let complete = |dir: &Path| required.iter().all(|f| dir.join(f).is_file());
     let mut tried = Vec::new();
@@ -173,11 +161,7 @@ pub fn resolve_model_dir(
         if complete(dir) {
             return Ok(dir.to_owned());
         }
-        let missing: Vec<&str> = required
-            .iter()
-            .copied()
-            .filter(|f| !dir.join(f).is_file())
-            .collect();
+        let missing: Vec<&str> = required.iter().copied().filter(|f| !dir.join(f).is_file()).collect();
         return Err(EmbedError::ModelMissing {
             model_id: model_id.to_owned(),
             reason: format!("{} lacks {}", dir.display(), missing.join(", ")),
@@ -191,9 +175,7 @@ pub fn resolve_model_dir(
             }
             tried.push(candidate.display().to_string());
         }
-        let snapshots = root
-            .join(format!("models--{}", model_id.replace('/', "--")))
-            .join("snapshots");
+        let snapshots = root.join(format!("models--{}", model_id.replace('/', "--"))).join("snapshots");
         if let Ok(entries) = std::fs::read_dir(&snapshots) {
             for entry in entries.flatten() {
                 if complete(&entry.path()) {
@@ -215,21 +197,14 @@ impl LocalEmbedder {
     pub fn load(model_id: &str, dir: &Path, options: LocalOptions) -> Result<Self, EmbedError> {
         let config: BertConfig = read_json(&dir.join("config.json"))?;
         let st_path = dir.join("sentence_bert_config.json");
-        let max_seq_length = if st_path.is_file() {
-            read_json::<SentenceBertConfig>(&st_path)?.max_seq_length
-        } else {
-            None
-        }
-        .unwrap_or(512)
-        .min(config.max_position_embeddings);
+        let max_seq_length =
+            if st_path.is_file() { read_json::<SentenceBertConfig>(&st_path)?.max_seq_length } else { None }
+                .unwrap_or(512)
+                .min(config.max_position_embeddings);
         let pool_path = dir.join("1_Pooling").join("config.json");
         let pooling = if pool_path.is_file() {
             let p: PoolingConfig = read_json(&pool_path)?;
-            if p.pooling_mode_cls_token && !p.pooling_mode_mean_tokens {
-                Pooling::Cls
-            } else {
-                Pooling::Mean
-            }
+            if p.pooling_mode_cls_token && !p.pooling_mode_mean_tokens { Pooling::Cls } else { Pooling::Mean }
         } else if model_id.to_ascii_lowercase().contains("bge") {
             Pooling::Cls
         } else {
@@ -237,11 +212,10 @@ impl LocalEmbedder {
         };
 
         let tokenizer = Self::load_tokenizer(&dir.join("tokenizer.json"), Some(max_seq_length))?;
+        let counter = Self::load_tokenizer(&dir.join("tokenizer.json"), None)?;
         let weights_path = dir.join("model.safetensors");
-        let weights = std::fs::read(&weights_path).map_err(|source| EmbedError::Io {
-            path: weights_path.clone(),
-            source,
-        })?;
+        let weights =
+            std::fs::read(&weights_path).map_err(|source| EmbedError::Io { path: weights_path.clone(), source })?;
         let device = Device::Cpu;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
         let model = BertModel::load(vb, &config)?;
@@ -249,6 +223,7 @@ impl LocalEmbedder {
             model_id: model_id.to_owned(),
             model,
             tokenizer,
+            counter,
             device,
             dim: config.hidden_size,
             max_seq_length,
@@ -259,21 +234,15 @@ impl LocalEmbedder {
 
     /// Loads `tokenizer.json` with its padding disabled and truncation set to `truncate_at`
     /// tokens (special tokens included), or disabled when `None`.
-    pub fn load_tokenizer(
-        path: &Path,
-        truncate_at: Option<usize>,
-    ) -> Result<Tokenizer, EmbedError> {
-        let mut tokenizer =
-            Tokenizer::from_file(path).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+    pub fn load_tokenizer(path: &Path, truncate_at: Option<usize>) -> Result<Tokenizer, EmbedError> {
+        let mut tokenizer = Tokenizer::from_file(path).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         tokenizer.with_padding(None);
         let truncation = truncate_at.map(|max_length| TruncationParams {
             max_length,
             strategy: TruncationStrategy::LongestFirst,
             ..TruncationParams::default()
         });
-        tokenizer
-            .with_truncation(truncation)
-            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        tokenizer.with_truncation(truncation).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         Ok(tokenizer)
     }
 
@@ -293,28 +262,15 @@ impl LocalEmbedder {
     }
 
     /// The model's tokenizer with padding and truncation disabled (for sizing chunks).
-    pub fn sizing_tokenizer(&self) -> Result<Tokenizer, EmbedError> {
-        let mut tokenizer = self.tokenizer.clone();
-        tokenizer
-            .with_truncation(None)
-            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
-        Ok(tokenizer)
+    pub fn sizing_tokenizer(&self) -> Tokenizer {
+        self.counter.clone()
     }
 
     /// Number of tokens of `text` without special tokens and without truncation.
     pub fn count_tokens(&self, text: &str) -> usize {
-        // The tokenizer truncates; count on a tokenizer without truncation would allocate a
-        // clone, so use the encoding plus its overflow.
-        match self.tokenizer.encode_fast(text, false) {
-            Ok(enc) => {
-                enc.get_ids().len()
-                    + enc
-                        .get_overflowing()
-                        .iter()
-                        .map(|o| o.get_ids().len())
-                        .sum::<usize>()
-            }
-            Err(_) => text.len() / 4 + 1,
+        match self.counter.encode_fast(text, false) {
+            Ok(enc) => enc.get_ids().len(),
+            Err(_) => approx_tokens(text),
         }
     }
 
@@ -327,10 +283,8 @@ impl LocalEmbedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        let encodings =
+            self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encodings[i].get_ids().len()));
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
@@ -340,8 +294,7 @@ impl LocalEmbedder {
             let by_tokens = (self.options.batch_tokens / longest).max(1);
             let size = self.options.batch_size.max(1).min(by_tokens);
             let end = (start + size).min(order.len());
-            let batch: Vec<&tokenizers::Encoding> =
-                order[start..end].iter().map(|&i| &encodings[i]).collect();
+            let batch: Vec<&tokenizers::Encoding> = order[start..end].iter().map(|&i| &encodings[i]).collect();
             let vectors = self.forward(&batch)?;
             for (slot, v) in order[start..end].iter().zip(vectors) {
                 out[*slot] = v;
@@ -353,12 +306,7 @@ impl LocalEmbedder {
 
     fn forward(&self, batch: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let b = batch.len();
-        let t = batch
-            .iter()
-            .map(|e| e.get_ids().len())
-            .max()
-            .unwrap_or(1)
-            .max(1);
+        let t = batch.iter().map(|e| e.get_ids().len()).max().unwrap_or(1).max(1);
         let mut ids = vec![0u32; b * t];
         let mut types = vec![0u32; b * t];
         let mut mask = vec![0u32; b * t];
@@ -442,22 +390,12 @@ impl RemoteEmbedder {
         } else {
             format!("{}/v1/embeddings", url.trim_end_matches('/'))
         };
+        crate::llm::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()
-            .map_err(|source| EmbedError::Http {
-                url: url.clone(),
-                source,
-            })?;
-        let mut this = Self {
-            client,
-            url,
-            model: model.to_owned(),
-            secret,
-            dim: 0,
-            max_tokens,
-            batch_size: 64,
-        };
+            .map_err(|source| EmbedError::Http { url: url.clone(), source })?;
+        let mut this = Self { client, url, model: model.to_owned(), secret, dim: 0, max_tokens, batch_size: 64 };
         let probe = this.embed(&["dimension probe".to_owned()]).await?;
         this.dim = probe.first().map(Vec::len).unwrap_or(0);
         Ok(this)
@@ -467,29 +405,17 @@ impl RemoteEmbedder {
     pub async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(self.batch_size) {
-            let mut req = self
-                .client
-                .post(&self.url)
-                .json(&serde_json::json!({"model": self.model, "input": batch}));
+            let mut req = self.client.post(&self.url).json(&serde_json::json!({"model": self.model, "input": batch}));
             if let Some(secret) = &self.secret {
                 req = req.bearer_auth(secret);
             }
-            let resp = req.send().await.map_err(|source| EmbedError::Http {
-                url: self.url.clone(),
-                source,
-            })?;
+            let resp = req.send().await.map_err(|source| EmbedError::Http { url: self.url.clone(), source })?;
             let status = resp.status();
-            let body = resp.bytes().await.map_err(|source| EmbedError::Http {
-                url: self.url.clone(),
-                source,
-            })?;
+            let body = resp.bytes().await.map_err(|source| EmbedError::Http { url: self.url.clone(), source })?;
             let remote_err = |what: &str| EmbedError::Remote {
                 url: self.url.clone(),
                 status: status.as_u16(),
-                body: format!(
-                    "{what}: {}",
-                    String::from_utf8_lossy(&body[..body.len().min(300)])
-                ),
+                body: format!("{what}: {}", String::from_utf8_lossy(&body[..body.len().min(300)])),
             };
             if !status.is_success() {
                 return Err(remote_err("error"));
@@ -554,6 +480,19 @@ impl Embedder {
 
     /// Embeds `texts` without blocking the async runtime.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let started = std::time::Instant::now();
+        let n = texts.len() as u64;
+        let out = self.embed_inner(texts).await;
+        let m = &crate::metrics::METRICS;
+        m.embedding_seconds.observe(started.elapsed().as_secs_f64());
+        m.embedded_texts.inc_by(n);
+        out
+    }
+
+    async fn embed_inner(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
         match self {
             Embedder::Local(e) => {
                 let e = Arc::clone(e);

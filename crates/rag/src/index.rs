@@ -67,20 +67,13 @@ impl DocRecord {
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| IndexError::Corrupt("shorter than its header length".into()))?;
         let len = u32::from_le_bytes(len_bytes) as usize;
-        let header = bytes
-            .get(4..4 + len)
-            .ok_or_else(|| IndexError::Corrupt("header truncated".into()))?;
+        let header = bytes.get(4..4 + len).ok_or_else(|| IndexError::Corrupt("header truncated".into()))?;
         let mut rec: DocRecord = serde_json::from_slice(header).map_err(IndexError::Header)?;
         let rest = &bytes[4 + len..];
         if rest.len() % 4 != 0 {
-            return Err(IndexError::Corrupt(
-                "vector bytes not a multiple of 4".into(),
-            ));
+            return Err(IndexError::Corrupt("vector bytes not a multiple of 4".into()));
         }
-        rec.vectors = rest
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        rec.vectors = rest.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         for s in &rec.spans {
             if s.start > s.end
                 || s.end as usize > rec.text.len()
@@ -169,10 +162,7 @@ pub struct Fusion {
 
 impl Default for Fusion {
     fn default() -> Self {
-        Self {
-            dense: 0.7,
-            sparse: 0.3,
-        }
+        Self { dense: 0.7, sparse: 0.3 }
     }
 }
 
@@ -195,10 +185,7 @@ pub struct Index {
 
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Index")
-            .field("docs", &self.docs.len())
-            .field("chunks", &self.bm25.len())
-            .finish()
+        f.debug_struct("Index").field("docs", &self.docs.len()).field("chunks", &self.bm25.len()).finish()
     }
 }
 
@@ -280,28 +267,14 @@ impl Index {
             let chunk = &text[span.start as usize..span.end as usize];
             self.bm25.insert(slot, chunk);
             if vectors_ok {
-                self.vectors.insert(
-                    slot,
-                    &rec.vectors[ordinal * self.dim..(ordinal + 1) * self.dim],
-                );
+                self.vectors.insert(slot, &rec.vectors[ordinal * self.dim..(ordinal + 1) * self.dim]);
             }
-            self.slots[slot as usize] = Some(SlotInfo {
-                doc_id: Arc::clone(&doc_id),
-                ordinal: ordinal as u32,
-                span: *span,
-            });
+            self.slots[slot as usize] =
+                Some(SlotInfo { doc_id: Arc::clone(&doc_id), ordinal: ordinal as u32, span: *span });
             slots.push(slot);
         }
         self.order.insert(seq, Arc::clone(&doc_id));
-        self.docs.insert(
-            doc_id,
-            DocEntry {
-                text,
-                metadata: Arc::new(rec.metadata),
-                seq,
-                slots,
-            },
-        );
+        self.docs.insert(doc_id, DocEntry { text, metadata: Arc::new(rec.metadata), seq, slots });
     }
 
     /// Removes a document; false when it was not there.
@@ -398,11 +371,7 @@ impl Index {
             }
             allowed
         });
-        let accept = |slot: u32| {
-            allowed
-                .as_ref()
-                .is_none_or(|a| a.get(slot as usize).copied().unwrap_or(false))
-        };
+        let accept = |slot: u32| allowed.as_ref().is_none_or(|a| a.get(slot as usize).copied().unwrap_or(false));
         let candidates = (k * 3).max(50);
         let dense = self.vectors.search(qvec, candidates, &accept);
         let sparse = self.bm25.search(query, accept);
@@ -422,11 +391,7 @@ impl Index {
             .into_iter()
             .map(|(slot, in_dense)| {
                 let d = self.vectors.get(slot).map(|v| dot(qvec, v)).unwrap_or(0.0);
-                let s = if max_sparse > 0.0 {
-                    sparse.get(&slot).copied().unwrap_or(0.0) / max_sparse
-                } else {
-                    0.0
-                };
+                let s = if max_sparse > 0.0 { sparse.get(&slot).copied().unwrap_or(0.0) / max_sparse } else { 0.0 };
                 let source = match (in_dense, s > 0.0) {
                     (true, true) => Source::Both,
                     (true, false) => Source::DenseOnly,
@@ -474,11 +439,7 @@ mod tests {
             text: text.into(),
             metadata: meta.as_object().cloned().unwrap_or_default(),
             seq: 0,
-            spans: vec![Span {
-                start: 0,
-                end: text.len() as u32,
-                tokens: 3,
-            }],
+            spans: vec![Span { start: 0, end: text.len() as u32, tokens: 3 }],
             vectors: v.to_vec(),
         }
     }
@@ -486,12 +447,7 @@ mod tests {
     #[test]
     fn hybrid_ranks_by_similarity_and_filters() {
         let mut idx = Index::new(2);
-        idx.insert(rec(
-            "a",
-            "kubernetes pods",
-            [1.0, 0.0],
-            serde_json::json!({"k": 1}),
-        ));
+        idx.insert(rec("a", "kubernetes pods", [1.0, 0.0], serde_json::json!({"k": 1})));
         idx.insert(rec("b", "bananas", [0.0, 1.0], serde_json::json!({"k": 2})));
         let hits = idx.search(&[0.0, 1.0], "bananas", 2, None, Fusion::default());
         assert_eq!(&*hits[0].doc_id, "b");

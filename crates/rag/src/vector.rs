@@ -32,12 +32,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let ca = a.chunks_exact(LANES);
     let cb = b.chunks_exact(LANES);
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..LANES {
             acc[i] += x[i] * y[i];
@@ -73,10 +68,7 @@ pub struct TopK {
 impl TopK {
     /// Empty collector for `k` results.
     pub fn new(k: usize) -> Self {
-        Self {
-            k,
-            heap: BinaryHeap::with_capacity(k + 1),
-        }
+        Self { k, heap: BinaryHeap::with_capacity(k + 1) }
     }
 
     /// Offers one candidate.
@@ -114,11 +106,7 @@ pub struct FlatIndex {
 impl FlatIndex {
     /// Empty index of `dim`-dimensional vectors.
     pub fn new(dim: usize) -> Self {
-        Self {
-            dim,
-            data: Vec::new(),
-            live: Vec::new(),
-        }
+        Self { dim, data: Vec::new(), live: Vec::new() }
     }
 }
 
@@ -148,11 +136,7 @@ impl VectorIndex for FlatIndex {
 
     fn get(&self, slot: u32) -> Option<&[f32]> {
         let s = slot as usize;
-        if *self.live.get(s)? {
-            Some(&self.data[s * self.dim..(s + 1) * self.dim])
-        } else {
-            None
-        }
+        if *self.live.get(s)? { Some(&self.data[s * self.dim..(s + 1) * self.dim]) } else { None }
     }
 
     fn search(&self, query: &[f32], k: usize, accept: &dyn Fn(u32) -> bool) -> Vec<(u32, f32)> {
