@@ -1,0 +1,98 @@
+//! `kaito-controller`: reconciles KAITO Workspaces.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::Parser;
+use kaito_api::karpenter::NodeClassReference;
+use kaito_controller::config::{Config, NodeProvisioner};
+use kaito_core::Cloud;
+
+/// KAITO Workspace controller: sizes GPU nodes, provisions them through NodeClaims, deploys the inference
+/// workload and reports status.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// How GPU nodes come to exist: azure-gpu-provisioner (NodeClaims), karpenter (NodePools) or byo.
+    #[arg(long, env = "NODE_PROVISIONER", default_value = "azure-gpu-provisioner")]
+    node_provisioner: NodeProvisioner,
+    /// Cloud whose GPU SKU catalog sizes Workspaces: azure, aws or arc.
+    #[arg(long, env = "CLOUD_PROVIDER", default_value = "azure")]
+    cloud: Cloud,
+    /// Node class for NodeClaims as group/kind/name (default: the cloud's, e.g. kaito.sh/KaitoNodeClass/default).
+    #[arg(long)]
+    node_class: Option<String>,
+    /// Image of the inference server.
+    #[arg(long, env = "INFERENCE_IMAGE", default_value = "mcr.microsoft.com/aks/kaito/kaito-base:0.5.0")]
+    inference_image: String,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    metrics_addr: SocketAddr,
+    /// Only reconcile Workspaces in this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn node_class(spec: &str) -> anyhow::Result<NodeClassReference> {
+    let parts: Vec<&str> = spec.split('/').collect();
+    match parts.as_slice() {
+        [group, kind, name] if !kind.is_empty() && !name.is_empty() => {
+            Ok(NodeClassReference { group: group.to_string(), kind: kind.to_string(), name: name.to_string() })
+        }
+        _ => anyhow::bail!("--node-class {spec:?}: expected group/kind/name, e.g. kaito.sh/KaitoNodeClass/default"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if args.log_json {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let config = Config {
+        node_provisioner: args.node_provisioner,
+        cloud: args.cloud,
+        node_class_ref: match &args.node_class {
+            Some(spec) => node_class(spec)?,
+            None => Config::default_node_class(args.cloud),
+        },
+        inference_image: args.inference_image,
+        namespace: args.namespace,
+        ..Config::default()
+    };
+    let client =
+        kube::Client::try_default().await.context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
+    tracing::info!(?config, "starting");
+    let (controller, stop, metrics) = kaito_controller::start(client, config);
+    let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(kaito_controller::server::serve(args.metrics_addr, metrics, async move {
+        let _ = server_stop_rx.await;
+    }));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop.send(());
+    let _ = server_stop_tx.send(());
+    controller.await.context("controller task")?;
+    server.await.context("metrics server task")?.context("metrics server")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

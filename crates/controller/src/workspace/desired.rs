@@ -1,0 +1,515 @@
+//! The objects a Workspace should have (pure): NodeClaims, the inference StatefulSet and its Services.
+//!
+//! Names, labels, ports and mounts follow upstream KAITO's contract (upstream-kaito.md §2.4.1, §2.6) so
+//! tooling written for upstream finds the same objects.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kaito_api::karpenter::{self, NodeClaim};
+use kaito_api::labels::{
+    ANNOTATION_ENABLE_LB, ANNOTATION_NODE_IMAGE_FAMILY, ANNOTATION_PERFORMANCE_MODE, ANNOTATION_WORKSPACE_REVISION,
+    LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE,
+};
+use kaito_api::v1beta1::Workspace;
+use kaito_core::args::{self, ModelSource, TransformersOptions, VllmOptions};
+use kaito_core::catalog::Runtime;
+use kaito_core::sku::Cloud;
+use kube::Resource;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::resolve::{Resolved, Workload, sanitized_match_labels};
+use crate::config::{Config, NodeProvisioner};
+
+/// Annotation holding the hash of the desired object, so an unchanged object is not re-applied.
+pub const ANNOTATION_DESIRED_HASH: &str = "kaito.sh/desired-hash";
+/// Label Kubernetes puts on StatefulSet pods with their ordinal.
+const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+
+/// A desired object could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The Workspace has no name or namespace (never true for objects read from the apiserver).
+    #[error("the Workspace has no {0}")]
+    MissingMetadata(&'static str),
+    /// The runtime command line could not be built.
+    #[error("inference: {0}")]
+    Args(#[from] args::ArgsError),
+    /// A built object did not match its Kubernetes type (a bug in this module).
+    #[error("building {kind}: {source}")]
+    Shape {
+        /// Kind being built.
+        kind: &'static str,
+        /// Deserialization error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Name and namespace of a Workspace.
+pub struct Names {
+    /// Workspace name (also StatefulSet and Service name).
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+}
+
+impl Names {
+    /// Reads them from the object.
+    pub fn of(ws: &Workspace) -> Result<Self, BuildError> {
+        Ok(Names {
+            name: ws.metadata.name.clone().ok_or(BuildError::MissingMetadata("name"))?,
+            namespace: ws.metadata.namespace.clone().ok_or(BuildError::MissingMetadata("namespace"))?,
+        })
+    }
+
+    /// The headless Service the Ray workers find the leader through.
+    pub fn headless(&self) -> String {
+        format!("{}-headless", self.name)
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(kind: &'static str, value: Value) -> Result<T, BuildError> {
+    serde_json::from_value(value).map_err(|source| BuildError::Shape { kind, source })
+}
+
+fn owner(ws: &Workspace) -> Option<OwnerReference> {
+    ws.controller_owner_ref(&())
+}
+
+/// A stable short hash of any serializable value.
+pub fn hash_of<T: serde::Serialize>(value: &T) -> String {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Name of a new NodeClaim: `ws` + 9 hex characters of a hash of the Workspace and a unique seed
+/// (upstream uses the time in nanoseconds). 11 lowercase characters fit AKS agent-pool naming.
+pub fn node_claim_name(names: &Names, seed: u128) -> String {
+    let digest = Sha256::digest(format!("{}{}{}", names.namespace, names.name, seed).as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("ws{}", &hex[..9])
+}
+
+/// Labels on every NodeClaim (and so every Node) of a Workspace.
+pub fn node_claim_labels(ws: &Workspace, names: &Names) -> BTreeMap<String, String> {
+    let mut labels = sanitized_match_labels(ws);
+    labels.insert(karpenter::labels::NODEPOOL.into(), karpenter::labels::KAITO_NODEPOOL.into());
+    labels.insert(LABEL_WORKSPACE.into(), names.name.clone());
+    labels.insert(LABEL_WORKSPACE_NAMESPACE.into(), names.namespace.clone());
+    labels
+}
+
+/// One NodeClaim for a Workspace (upstream-kaito.md §2.4.1).
+pub fn node_claim(
+    ws: &Workspace,
+    resolved: &Resolved,
+    config: &Config,
+    claim_name: &str,
+) -> Result<NodeClaim, BuildError> {
+    let names = Names::of(ws)?;
+    let sku = resolved.instance_type.clone().unwrap_or_default();
+    let image_family = ws
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_NODE_IMAGE_FAMILY))
+        .map(|f| f.to_ascii_lowercase())
+        .unwrap_or_else(|| "ubuntu".into());
+    let mut requirements = vec![
+        json!({"key": karpenter::labels::NODEPOOL, "operator": "In", "values": [karpenter::labels::KAITO_NODEPOOL]}),
+        json!({"key": karpenter::labels::INSTANCE_TYPE, "operator": "In", "values": [sku]}),
+        json!({"key": karpenter::labels::OS, "operator": "In", "values": ["linux"]}),
+    ];
+    match config.cloud {
+        Cloud::Azure => {
+            requirements.push(json!({"key": karpenter::labels::AZURE_SKU_NAME, "operator": "In", "values": [sku]}))
+        }
+        Cloud::Aws => {
+            requirements.push(json!({"key": "karpenter.k8s.aws/instance-gpu-count", "operator": "Gt", "values": ["0"]}))
+        }
+        Cloud::Arc => {}
+    }
+    typed(
+        "NodeClaim",
+        json!({
+            "apiVersion": "karpenter.sh/v1",
+            "kind": "NodeClaim",
+            "metadata": {
+                "name": claim_name,
+                "labels": node_claim_labels(ws, &names),
+                "annotations": {
+                    karpenter::labels::DO_NOT_DISRUPT: "true",
+                    ANNOTATION_NODE_IMAGE_FAMILY: image_family,
+                },
+            },
+            "spec": {
+                "nodeClassRef": config.node_class_ref,
+                "taints": [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}],
+                "requirements": requirements,
+                "resources": {"requests": {"storage": format!("{}Gi", resolved.disk_gib)}},
+            }
+        }),
+    )
+}
+
+/// The two Services of a Workspace: `<ws>` (the leader pod, port 80 → 5000) and `<ws>-headless`.
+pub fn services(ws: &Workspace, resolved: &Resolved) -> Result<[Service; 2], BuildError> {
+    let names = Names::of(ws)?;
+    let load_balancer =
+        ws.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_ENABLE_LB)).map(String::as_str) == Some("True");
+    let is_vllm = matches!(resolved.workload, Workload::Preset { runtime: Runtime::Vllm, .. });
+    let mut ports = vec![
+        json!({"name": "http", "port": 80, "targetPort": args::INFERENCE_PORT, "protocol": "TCP"}),
+        json!({"name": "ray", "port": args::RAY_PORT, "targetPort": args::RAY_PORT, "protocol": "TCP"}),
+        json!({"name": "dashboard", "port": 8265, "targetPort": 8265, "protocol": "TCP"}),
+    ];
+    if is_vllm && !load_balancer {
+        ports.push(json!({"name": "kv-events", "port": args::KV_EVENTS_PORT, "targetPort": args::KV_EVENTS_PORT, "protocol": "TCP"}));
+    }
+    let main = typed(
+        "Service",
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": names.name, "namespace": names.namespace, "ownerReferences": [owner(ws)],
+                         "labels": {LABEL_WORKSPACE: names.name}},
+            "spec": {
+                "type": if load_balancer { "LoadBalancer" } else { "ClusterIP" },
+                "selector": {LABEL_WORKSPACE: names.name, "statefulset.kubernetes.io/pod-name": format!("{}-0", names.name)},
+                "ports": ports,
+                "publishNotReadyAddresses": true,
+            }
+        }),
+    )?;
+    let headless = typed(
+        "Service",
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": names.headless(), "namespace": names.namespace, "ownerReferences": [owner(ws)],
+                         "labels": {LABEL_WORKSPACE: names.name}},
+            "spec": {
+                "clusterIP": "None",
+                "selector": {LABEL_WORKSPACE: names.name},
+                "publishNotReadyAddresses": true,
+            }
+        }),
+    )?;
+    Ok([main, headless])
+}
+
+/// Node affinity: every sanitized matchLabel, plus (when KAITO provisions the nodes) the ownership labels
+/// the provisioned nodes carry, so pods never land on another Workspace's GPUs.
+fn node_affinity(ws: &Workspace, names: &Names, config: &Config) -> Value {
+    let mut expressions: Vec<Value> = sanitized_match_labels(ws)
+        .into_iter()
+        .map(|(k, v)| json!({"key": k, "operator": "In", "values": [v]}))
+        .collect();
+    if config.node_provisioner == NodeProvisioner::GpuProvisioner {
+        expressions.push(json!({"key": LABEL_WORKSPACE, "operator": "In", "values": [names.name]}));
+        expressions.push(json!({"key": LABEL_WORKSPACE_NAMESPACE, "operator": "In", "values": [names.namespace]}));
+    }
+    json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": expressions}]
+    }}})
+}
+
+fn default_tolerations() -> Vec<Value> {
+    vec![
+        json!({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}),
+        json!({"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}),
+    ]
+}
+
+/// Seconds the startup probe allows: 15 min + 18 s per GiB of weights, clamped to [30 min, 180 min].
+pub fn startup_timeout_seconds(weight_gib: f64) -> u64 {
+    let seconds = 15.0 * 60.0 + 18.0 * weight_gib;
+    seconds.clamp(30.0 * 60.0, 180.0 * 60.0) as u64
+}
+
+/// The inference StatefulSet (upstream-kaito.md §2.6.2, §2.6.3).
+pub fn statefulset(
+    ws: &Workspace,
+    resolved: &Resolved,
+    config: &Config,
+    revision: Option<i64>,
+) -> Result<StatefulSet, BuildError> {
+    let names = Names::of(ws)?;
+    let selector = json!({LABEL_WORKSPACE: names.name});
+    let pod_template = match &resolved.workload {
+        Workload::Template => template_pod(ws, &names, config)?,
+        Workload::Preset { preset, runtime, plan } => {
+            preset_pod(ws, &names, resolved, config, preset, *runtime, plan.as_deref())?
+        }
+    };
+    let mut annotations = BTreeMap::new();
+    if let Some(revision) = revision {
+        annotations.insert(ANNOTATION_WORKSPACE_REVISION.to_string(), revision.to_string());
+    }
+    let mut sts = typed::<StatefulSet>(
+        "StatefulSet",
+        json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": names.name, "namespace": names.namespace, "ownerReferences": [owner(ws)],
+                         "labels": selector, "annotations": annotations},
+            "spec": {
+                "replicas": resolved.target_nodes,
+                "podManagementPolicy": "Parallel",
+                "serviceName": names.headless(),
+                "selector": {"matchLabels": selector},
+                "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Retain", "whenDeleted": "Delete"},
+                "template": pod_template,
+            }
+        }),
+    )?;
+    let hash = hash_of(&sts.spec);
+    sts.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(ANNOTATION_DESIRED_HASH.into(), hash);
+    Ok(sts)
+}
+
+/// A user template, with KAITO's selector labels, affinity and tolerations.
+fn template_pod(ws: &Workspace, names: &Names, config: &Config) -> Result<Value, BuildError> {
+    let template: PodTemplateSpec = ws.spec.inference.as_ref().and_then(|i| i.template.clone()).unwrap_or_default();
+    let mut value =
+        serde_json::to_value(&template).map_err(|source| BuildError::Shape { kind: "PodTemplate", source })?;
+    value["metadata"]["labels"][LABEL_WORKSPACE] = json!(names.name);
+    value["spec"]["affinity"] = node_affinity(ws, names, config);
+    let mut tolerations = value["spec"]["tolerations"].as_array().cloned().unwrap_or_default();
+    tolerations.extend(default_tolerations());
+    value["spec"]["tolerations"] = json!(tolerations);
+    Ok(value)
+}
+
+fn preset_pod(
+    ws: &Workspace,
+    names: &Names,
+    resolved: &Resolved,
+    config: &Config,
+    preset: &kaito_core::Preset,
+    runtime: Runtime,
+    plan: Option<&kaito_core::Plan>,
+) -> Result<Value, BuildError> {
+    let inference = ws.spec.inference.as_ref();
+    let adapters = inference.and_then(|i| i.adapters.clone()).unwrap_or_default();
+    let config_map = inference.and_then(|i| i.config.clone());
+    let served_name = preset.name.to_ascii_lowercase();
+    let leader = args::leader_address(&names.name, &names.namespace);
+    let multi_node = plan.is_some_and(|p| p.is_multi_node()) && runtime == Runtime::Vllm;
+    let command = match (runtime, plan) {
+        (Runtime::Vllm, Some(plan)) => {
+            let mut opts = VllmOptions::new(&served_name);
+            opts.adapters_present = !adapters.is_empty();
+            opts.config_file = config_map.as_ref().map(|_| args::CONFIG_FILE_PATH);
+            opts.model_source = ModelSource::HuggingFace;
+            opts.leader_address = Some(&leader);
+            if let Some(mode) = ws.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_PERFORMANCE_MODE)) {
+                opts.performance_mode = mode.parse()?;
+            }
+            args::vllm_command(preset, plan, &opts)?
+        }
+        // Without a known GPU shape (an unknown SKU) vLLM sizes itself; transformers needs no plan.
+        (Runtime::Vllm, None) => vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!(
+                "python3 {} --model={} --served-model-name={} --download-dir={} --port={}",
+                args::VLLM_ENTRYPOINT,
+                preset.hf_id,
+                served_name,
+                args::WEIGHTS_DIR,
+                args::INFERENCE_PORT
+            ),
+        ],
+        (Runtime::Transformers, _) => args::transformers_command(preset, &TransformersOptions::new(&served_name))?,
+    };
+
+    let mut env = vec![json!({"name": "VLLM_USE_FLASHINFER_SAMPLER", "value": "0"})];
+    env.push(json!({"name": "VLLM_USE_DEEP_GEMM", "value": if preset.vllm.deep_gemm { "1" } else { "0" }}));
+    if let Some(secret) = inference
+        .and_then(|i| i.preset.as_ref())
+        .and_then(|p| p.preset_options.as_ref())
+        .and_then(|o| o.model_access_secret.clone())
+    {
+        env.push(json!({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": "HF_TOKEN", "optional": true}}}));
+    }
+    if multi_node {
+        env.push(json!({"name": "POD_INDEX", "valueFrom": {"fieldRef": {"fieldPath": format!("metadata.labels['{POD_INDEX_LABEL}']")}}}));
+    }
+    for adapter in &adapters {
+        if let (Some(name), Some(strength)) = (adapter.source.as_ref().and_then(|s| s.name.clone()), &adapter.strength)
+        {
+            env.push(json!({"name": name, "value": strength}));
+        }
+    }
+
+    let mut mounts = vec![
+        json!({"name": "dshm", "mountPath": "/dev/shm"}),
+        json!({"name": "model-weights-volume", "mountPath": args::WEIGHTS_DIR}),
+    ];
+    let mut volumes = vec![
+        json!({"name": "dshm", "emptyDir": {"medium": "Memory"}}),
+        json!({"name": "model-weights-volume", "emptyDir": {}}),
+    ];
+    if let Some(config_map) = &config_map {
+        mounts.push(json!({"name": "config-volume", "mountPath": args::CONFIG_DIR}));
+        volumes.push(json!({"name": "config-volume", "configMap": {"name": config_map}}));
+    }
+    if !adapters.is_empty() {
+        mounts.push(json!({"name": "adapter-volume", "mountPath": args::ADAPTERS_DIR}));
+        volumes.push(json!({"name": "adapter-volume", "emptyDir": {}}));
+    }
+
+    let gpus = resolved.gpus_per_node.max(1);
+    let mut ports = vec![json!({"name": "http", "containerPort": args::INFERENCE_PORT, "protocol": "TCP"})];
+    if runtime == Runtime::Vllm {
+        ports.push(json!({"name": "kv-events", "containerPort": args::KV_EVENTS_PORT, "protocol": "TCP"}));
+    }
+    let startup_seconds = startup_timeout_seconds(preset.weight_gib());
+    let http_health = json!({"path": "/health", "port": args::INFERENCE_PORT});
+    let (startup, liveness, readiness) = if multi_node {
+        let check = |kind: &str| {
+            json!({"exec": {"command": ["python3", "/workspace/vllm/multi-node-health-check.py", kind,
+                                        format!("--leader-address={leader}")]}})
+        };
+        let mut liveness = check("liveness");
+        liveness.as_object_mut().map(|o| {
+            o.extend([
+                ("initialDelaySeconds".into(), json!(60)),
+                ("periodSeconds".into(), json!(10)),
+                ("timeoutSeconds".into(), json!(5)),
+                ("failureThreshold".into(), json!(1)),
+            ])
+        });
+        let mut startup = check("readiness");
+        startup.as_object_mut().map(|o| {
+            o.extend([
+                ("periodSeconds".into(), json!(10)),
+                ("failureThreshold".into(), json!(startup_seconds.div_ceil(10))),
+            ])
+        });
+        let mut readiness = check("readiness");
+        readiness.as_object_mut().map(|o| o.extend([("periodSeconds".into(), json!(10))]));
+        (startup, liveness, readiness)
+    } else {
+        (
+            json!({"httpGet": http_health, "periodSeconds": 10, "failureThreshold": startup_seconds.div_ceil(10)}),
+            json!({"httpGet": http_health, "periodSeconds": 10, "failureThreshold": 3}),
+            json!({"httpGet": http_health, "initialDelaySeconds": 30, "periodSeconds": 10}),
+        )
+    };
+
+    let image_pull_secrets: Vec<Value> = adapters
+        .iter()
+        .filter_map(|a| a.source.as_ref())
+        .flat_map(|s| s.image_pull_secrets.clone().unwrap_or_default())
+        .map(|name| json!({"name": name}))
+        .collect();
+
+    Ok(json!({
+        "metadata": {"labels": {LABEL_WORKSPACE: names.name}},
+        "spec": {
+            "affinity": node_affinity(ws, names, config),
+            "tolerations": default_tolerations(),
+            "imagePullSecrets": image_pull_secrets,
+            "containers": [{
+                "name": names.name,
+                "image": config.inference_image,
+                "command": command,
+                "resources": {"requests": {"nvidia.com/gpu": gpus.to_string()}, "limits": {"nvidia.com/gpu": gpus.to_string()}},
+                "ports": ports,
+                "env": env,
+                "volumeMounts": mounts,
+                "startupProbe": startup,
+                "livenessProbe": liveness,
+                "readinessProbe": readiness,
+            }],
+            "volumes": volumes,
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workspace::resolve::resolve;
+
+    fn workspace(yaml: &str) -> Workspace {
+        let mut ws: Workspace = serde_saphyr::from_str(yaml).expect("test workspace parses");
+        ws.metadata.uid = Some("00000000-0000-0000-0000-000000000001".into());
+        ws
+    }
+
+    fn example(path: &str) -> Workspace {
+        let text = std::fs::read_to_string(format!("{}/../../examples/{path}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut ws = workspace(&text);
+        ws.metadata.namespace = Some("default".into());
+        ws
+    }
+
+    fn objects(ws: &Workspace, config: &Config) -> Value {
+        let resolved = resolve(ws, config, None).expect("resolves");
+        let names = Names::of(ws).unwrap();
+        let claim = node_claim(ws, &resolved, config, &node_claim_name(&names, 0)).unwrap();
+        json!({
+            "nodeClaim": claim,
+            "services": services(ws, &resolved).unwrap(),
+            "statefulSet": statefulset(ws, &resolved, config, Some(1)).unwrap(),
+        })
+    }
+
+    #[test]
+    fn single_node_preset_objects() {
+        let ws = example("inference/kaito_workspace_phi_4_mini.yaml");
+        insta::assert_yaml_snapshot!(objects(&ws, &Config::default()));
+    }
+
+    #[test]
+    fn multi_node_preset_objects() {
+        let mut ws = example("inference/kaito_workspace_phi_4_mini.yaml");
+        ws.spec.inference.as_mut().unwrap().preset.as_mut().unwrap().name = "llama-3.3-70b-instruct".into();
+        let built = objects(&ws, &Config::default());
+        let replicas = built["statefulSet"]["spec"]["replicas"].as_u64().unwrap();
+        assert!(replicas > 1);
+        let script = built["statefulSet"]["spec"]["template"]["spec"]["containers"][0]["command"][2].as_str().unwrap();
+        assert!(
+            script.contains(
+                "--ray_address=workspace-phi-4-mini-0.workspace-phi-4-mini-headless.default.svc.cluster.local"
+            ),
+            "{script}"
+        );
+        insta::assert_yaml_snapshot!(built["statefulSet"]);
+    }
+
+    #[test]
+    fn node_claim_names_are_eleven_lowercase_characters() {
+        let names = Names { name: "w".into(), namespace: "n".into() };
+        let a = node_claim_name(&names, 1);
+        assert_eq!(a.len(), 11);
+        assert!(a.starts_with("ws") && a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert_ne!(a, node_claim_name(&names, 2));
+    }
+
+    #[test]
+    fn startup_timeout_is_clamped() {
+        assert_eq!(startup_timeout_seconds(1.0), 1800);
+        assert_eq!(startup_timeout_seconds(100.0), 900 + 1800);
+        assert_eq!(startup_timeout_seconds(10_000.0), 10_800);
+    }
+
+    #[test]
+    fn the_desired_hash_changes_with_the_spec() {
+        let ws = example("inference/kaito_workspace_phi_4_mini.yaml");
+        let config = Config::default();
+        let resolved = resolve(&ws, &config, None).unwrap();
+        let a = statefulset(&ws, &resolved, &config, Some(1)).unwrap();
+        let other = Config { inference_image: "example.com/other:1".into(), ..Config::default() };
+        let b = statefulset(&ws, &resolved, &other, Some(1)).unwrap();
+        let hash = |s: &StatefulSet| s.metadata.annotations.as_ref().unwrap()[ANNOTATION_DESIRED_HASH].clone();
+        assert_ne!(hash(&a), hash(&b));
+        assert_eq!(hash(&a), hash(&statefulset(&ws, &resolved, &config, Some(1)).unwrap()));
+    }
+}

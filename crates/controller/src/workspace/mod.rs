@@ -1,0 +1,559 @@
+//! The Workspace reconciler.
+//!
+//! Each reconcile is a pipeline: read what exists (I/O) → resolve and validate the Workspace (pure,
+//! [`resolve`]) → build the desired objects (pure, [`desired`]) → create or apply them (I/O, server-side
+//! apply with one field manager) → compute status from what is observed (pure, [`status`]) → write status
+//! only when it changed. The finalizer is in place before anything billable (a NodeClaim) is created.
+
+pub mod desired;
+pub mod resolve;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kaito_api::karpenter::NodeClaim;
+use kaito_api::labels::{
+    ANNOTATION_WORKSPACE_HASH, ANNOTATION_WORKSPACE_REVISION, LABEL_ACCELERATOR, LABEL_WORKSPACE, LABEL_WORKSPACE_NAME,
+    LABEL_WORKSPACE_NAMESPACE, WORKSPACE_FINALIZER,
+};
+use kaito_api::v1beta1::{Workspace, WorkspaceStatus};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use self::desired::{ANNOTATION_DESIRED_HASH, Names};
+use self::resolve::{Resolved, Workload};
+use crate::config::{Config, NodeProvisioner};
+use crate::metrics::Metrics;
+
+/// Errors of one reconcile. The controller logs them, counts them and retries with a delay; they never
+/// stop other Workspaces from being reconciled.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the apiserver failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What was being done.
+        action: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A desired object could not be built.
+    #[error(transparent)]
+    Build(#[from] desired::BuildError),
+}
+
+trait Context<T> {
+    fn during(self, action: impl FnOnce() -> String) -> Result<T, Error>;
+}
+
+impl<T> Context<T> for Result<T, kube::Error> {
+    fn during(self, action: impl FnOnce() -> String) -> Result<T, Error> {
+        self.map_err(|source| Error::Kube { action: action(), source })
+    }
+}
+
+/// Shared state of the controller.
+pub struct Ctx {
+    /// Client for the apiserver.
+    pub client: Client,
+    /// Settings.
+    pub config: Config,
+    /// Kubernetes Events publisher.
+    pub recorder: Recorder,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Runs the Workspace controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Ctx>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let owned_by_workspace = watcher::Config::default().labels(LABEL_WORKSPACE);
+    let to_workspace = |labels: &BTreeMap<String, String>, default_ns: Option<String>| {
+        let name = labels.get(LABEL_WORKSPACE)?;
+        let ns = labels.get(LABEL_WORKSPACE_NAMESPACE).cloned().or(default_ns)?;
+        Some(ObjectRef::<Workspace>::new(name).within(&ns))
+    };
+    let (workspaces, statefulsets, pods) = match &ctx.config.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+    };
+    Controller::new(workspaces, watcher::Config::default())
+        .owns(statefulsets, watcher::Config::default())
+        .watches(Api::<NodeClaim>::all(client.clone()), owned_by_workspace.clone(), move |claim| {
+            to_workspace(claim.labels(), None)
+        })
+        .watches(Api::<Node>::all(client.clone()), owned_by_workspace.clone(), move |node| {
+            to_workspace(node.labels(), None)
+        })
+        .watches::<Pod, _>(pods, owned_by_workspace, move |pod| to_workspace(pod.labels(), pod.namespace()))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+fn error_policy(ws: Arc<Workspace>, error: &Error, ctx: Arc<Ctx>) -> Action {
+    warn!(workspace = %ws.name_any(), namespace = ?ws.namespace(), %error, "reconcile failed");
+    ctx.metrics.reconcile_error();
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&ws, &ctx).await;
+    ctx.metrics.reconciled(started.elapsed(), result.is_ok());
+    result
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+/// What is observed about a Workspace, with the defaults of an unresolved one; callers fill in the rest.
+fn observed<'a>(
+    ws: &'a Workspace,
+    claims: &'a [NodeClaim],
+    nodes: &'a [Node],
+    statefulset: Option<&'a StatefulSet>,
+    pods: &'a [Pod],
+) -> status::Observed<'a> {
+    status::Observed {
+        generation: ws.metadata.generation.unwrap_or_default(),
+        created: ws.metadata.creation_timestamp.as_ref(),
+        previous: ws.status.as_ref(),
+        deleting: false,
+        invalid: None,
+        uses_node_claims: false,
+        target_nodes: 0,
+        instance_type: None,
+        gpus_per_node: 0,
+        claims,
+        nodes,
+        statefulset,
+        pods,
+        plan: None,
+        now: now(),
+    }
+}
+
+fn workspace_selector(names: &Names) -> String {
+    format!("{LABEL_WORKSPACE}={},{LABEL_WORKSPACE_NAMESPACE}={}", names.name, names.namespace)
+}
+
+async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
+    let names = Names::of(ws)?;
+    let workspaces: Api<Workspace> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    if ws.metadata.deletion_timestamp.is_some() {
+        return finalize(ws, &names, ctx, &workspaces).await;
+    }
+    if !ws.finalizers().iter().any(|f| f == WORKSPACE_FINALIZER) {
+        // A JSON patch with a test on resourceVersion: a concurrent writer makes it fail and we retry.
+        let patch = json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": ws.resource_version()},
+            {"op": "add", "path": "/metadata/finalizers",
+             "value": ws.finalizers().iter().cloned().chain([WORKSPACE_FINALIZER.to_string()]).collect::<Vec<_>>()},
+        ]);
+        workspaces
+            .patch(
+                &names.name,
+                &PatchParams::default(),
+                &Patch::<()>::Json(serde_json::from_value(patch).unwrap_or_default()),
+            )
+            .await
+            .during(|| format!("adding the finalizer to {}/{}", names.namespace, names.name))?;
+        // The patch triggers another reconcile with the finalizer in place.
+        return Ok(Action::await_change());
+    }
+
+    // --- read -------------------------------------------------------------------------------------------
+    let claims_api: Api<NodeClaim> = Api::all(ctx.client.clone());
+    let claims: Vec<NodeClaim> = match ctx.config.node_provisioner {
+        // A direct list (not a cache) reads our own writes, so a restart or a stale watch never makes us
+        // create a second NodeClaim for the same slot.
+        NodeProvisioner::GpuProvisioner => {
+            claims_api
+                .list(&ListParams::default().labels(&workspace_selector(&names)))
+                .await
+                .during(|| "listing NodeClaims".into())?
+                .items
+        }
+        _ => Vec::new(),
+    };
+    let nodes = list_nodes(ws, &names, ctx).await?;
+
+    // --- resolve (pure) --------------------------------------------------------------------------------
+    let byo_labels = nodes.iter().find(|n| status::node_is_ready(n)).map(|n| n.labels().clone());
+    let resolved = match resolve::resolve(ws, &ctx.config, byo_labels.as_ref()) {
+        Ok(resolved) => Some(resolved),
+        // Bring-your-own with no ready node yet: the GPU shape is unknown until one appears, and a node
+        // event will requeue us. Status says how many nodes are missing.
+        Err(_) if ctx.config.node_provisioner == NodeProvisioner::Byo && byo_labels.is_none() => None,
+        Err(err) => return report_invalid(ws, &names, ctx, &workspaces, &err).await,
+    };
+    // targetNodeCount is computed once and then kept, as upstream does.
+    let stored_target = ws.status.as_ref().and_then(|s| s.target_node_count).filter(|n| *n > 0).map(|n| n as u32);
+    let Some(resolved) = resolved.map(|r| Resolved { target_nodes: stored_target.unwrap_or(r.target_nodes), ..r })
+    else {
+        let computed = status::compute(&status::Observed {
+            target_nodes: stored_target.unwrap_or(1),
+            ..observed(ws, &claims, &nodes, None, &[])
+        });
+        write_status(ws, &names, ctx, &workspaces, computed).await?;
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    };
+
+    let revision = ensure_revision(ws, &names, ctx, &workspaces).await?;
+
+    // --- provision ---------------------------------------------------------------------------------------
+    if ctx.config.node_provisioner == NodeProvisioner::GpuProvisioner {
+        create_missing_claims(ws, &names, &resolved, &claims, &nodes, ctx).await?;
+    }
+    for node in nodes.iter().filter(|n| status::node_is_ready(n) && !n.labels().contains_key(LABEL_ACCELERATOR)) {
+        if ctx.config.node_provisioner == NodeProvisioner::GpuProvisioner {
+            label_accelerator(node, ctx).await?;
+        }
+    }
+
+    // --- workload ------------------------------------------------------------------------------------------
+    let usable = nodes
+        .iter()
+        .filter(|n| status::node_is_usable(n, resolved.instance_type.as_deref(), resolved.gpus_per_node))
+        .count();
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let mut sts = statefulsets.get_opt(&names.name).await.during(|| "reading the StatefulSet".into())?;
+    if usable >= resolved.target_nodes as usize {
+        ensure_services(ws, &names, &resolved, ctx).await?;
+        sts = Some(ensure_statefulset(ws, &names, &resolved, ctx, revision, sts).await?);
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let pods = pods
+        .list(&ListParams::default().labels(&format!("{LABEL_WORKSPACE}={}", names.name)))
+        .await
+        .during(|| "listing pods".into())?
+        .items;
+
+    // --- status (pure) then write ----------------------------------------------------------------------------
+    let plan = match &resolved.workload {
+        Workload::Preset { plan: Some(plan), .. } => Some(resolve::status_plan(plan)),
+        _ => None,
+    };
+    let computed = status::compute(&status::Observed {
+        uses_node_claims: ctx.config.node_provisioner == NodeProvisioner::GpuProvisioner,
+        target_nodes: resolved.target_nodes,
+        instance_type: resolved.instance_type.as_deref(),
+        gpus_per_node: resolved.gpus_per_node,
+        plan,
+        ..observed(ws, &claims, &nodes, sts.as_ref(), &pods)
+    });
+    let succeeded = computed.state == Some(kaito_api::v1beta1::WorkspaceState::Ready);
+    write_status(ws, &names, ctx, &workspaces, computed).await?;
+    // Watches bring every change of claims, nodes, pods and the StatefulSet; the requeue is a safety net.
+    Ok(Action::requeue(if succeeded { Duration::from_secs(600) } else { Duration::from_secs(60) }))
+}
+
+async fn list_nodes(ws: &Workspace, names: &Names, ctx: &Ctx) -> Result<Vec<Node>, Error> {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let selector = match ctx.config.node_provisioner {
+        NodeProvisioner::GpuProvisioner => workspace_selector(names),
+        _ => {
+            let labels = resolve::sanitized_match_labels(ws);
+            if labels.is_empty() {
+                return Ok(Vec::new());
+            }
+            labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        }
+    };
+    Ok(nodes.list(&ListParams::default().labels(&selector)).await.during(|| "listing nodes".into())?.items)
+}
+
+async fn report_invalid(
+    ws: &Workspace,
+    names: &Names,
+    ctx: &Ctx,
+    workspaces: &Api<Workspace>,
+    err: &resolve::ResolveError,
+) -> Result<Action, Error> {
+    let message = err.to_string();
+    let computed = status::compute(&status::Observed {
+        invalid: Some((err.reason(), message.clone())),
+        ..observed(ws, &[], &[], None, &[])
+    });
+    if write_status(ws, names, ctx, workspaces, computed).await? {
+        publish(ctx, ws, EventType::Warning, err.reason(), "Validate", message).await;
+    }
+    // Only a change to the Workspace can fix it; the watch delivers that.
+    Ok(Action::await_change())
+}
+
+/// Writes status when it differs from what is stored; returns whether it wrote.
+async fn write_status(
+    ws: &Workspace,
+    names: &Names,
+    ctx: &Ctx,
+    workspaces: &Api<Workspace>,
+    computed: WorkspaceStatus,
+) -> Result<bool, Error> {
+    if ws.status.as_ref() == Some(&computed) {
+        return Ok(false);
+    }
+    announce_transitions(ws, &computed, ctx).await;
+    ctx.metrics.workspace_state(&names.namespace, &names.name, computed.state);
+    let patch = json!({"apiVersion": "kaito.sh/v1beta1", "kind": "Workspace", "status": computed});
+    workspaces
+        .patch_status(&names.name, &PatchParams::apply(&ctx.config.field_manager).force(), &Patch::Apply(&patch))
+        .await
+        .during(|| format!("writing the status of {}/{}", names.namespace, names.name))?;
+    Ok(true)
+}
+
+/// One Event per condition that changed status.
+async fn announce_transitions(ws: &Workspace, computed: &WorkspaceStatus, ctx: &Ctx) {
+    let before: BTreeMap<String, String> = ws
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .map(|cs| cs.iter().map(|c| (c.type_.clone(), c.status.clone())).collect())
+        .unwrap_or_default();
+    for c in computed.conditions.iter().flatten() {
+        if before.get(&c.type_) == Some(&c.status) {
+            continue;
+        }
+        let type_ = if c.status == "True" { EventType::Normal } else { EventType::Warning };
+        // "still waiting" is not worth a warning
+        if c.status != "True" && c.reason.ends_with("Pending")
+            || c.reason == "NodeClaimNotReady"
+            || c.reason == "NodeNotReady"
+        {
+            continue;
+        }
+        publish(ctx, ws, type_, &c.reason, &c.type_, c.message.clone()).await;
+    }
+}
+
+async fn publish(ctx: &Ctx, ws: &Workspace, type_: EventType, reason: &str, action: &str, note: String) {
+    let event =
+        Event { type_, reason: reason.to_string(), note: Some(note), action: action.to_string(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&event, &ws.object_ref(&())).await {
+        warn!(error = %e, "publishing an event failed");
+    }
+}
+
+/// Keeps a ControllerRevision per distinct Workspace spec and the revision number on the Workspace.
+async fn ensure_revision(
+    ws: &Workspace,
+    names: &Names,
+    ctx: &Ctx,
+    workspaces: &Api<Workspace>,
+) -> Result<Option<i64>, Error> {
+    let hash = desired::hash_of(&ws.spec);
+    let annotations = ws.annotations();
+    let current = annotations.get(ANNOTATION_WORKSPACE_REVISION).and_then(|r| r.parse::<i64>().ok());
+    if annotations.get(ANNOTATION_WORKSPACE_HASH) == Some(&hash) && current.is_some() {
+        return Ok(current);
+    }
+    let revisions: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let history = revisions
+        .list(&ListParams::default().labels(&format!("{LABEL_WORKSPACE_NAME}={}", names.name)))
+        .await
+        .during(|| "listing ControllerRevisions".into())?
+        .items;
+    let revision = match history.iter().find(|r| r.annotations().get(ANNOTATION_WORKSPACE_HASH) == Some(&hash)) {
+        Some(existing) => existing.revision,
+        None => {
+            let next = history.iter().map(|r| r.revision).max().unwrap_or(0) + 1;
+            let revision: ControllerRevision = serde_json::from_value(json!({
+                "metadata": {
+                    "name": format!("{}-{}", names.name, &hash[..5]),
+                    "namespace": names.namespace,
+                    "labels": {LABEL_WORKSPACE_NAME: names.name},
+                    "annotations": {ANNOTATION_WORKSPACE_HASH: hash},
+                    "ownerReferences": [ws.controller_owner_ref(&())],
+                },
+                "revision": next,
+                "data": serde_json::to_value(&ws.spec).unwrap_or_default(),
+            }))
+            .map_err(|source| desired::BuildError::Shape { kind: "ControllerRevision", source })?;
+            match revisions.create(&PostParams::default(), &revision).await {
+                Ok(_) => {}
+                // Same hash from an earlier attempt whose Workspace annotation write failed.
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(source) => return Err(Error::Kube { action: "creating a ControllerRevision".into(), source }),
+            }
+            // Keep the last 10 revisions.
+            let mut old: Vec<&ControllerRevision> = history.iter().collect();
+            old.sort_by_key(|r| r.revision);
+            for stale in old.iter().take(old.len().saturating_sub(9)) {
+                let _ = revisions.delete(&stale.name_any(), &DeleteParams::default()).await;
+            }
+            next
+        }
+    };
+    let patch = json!({"metadata": {"annotations": {
+        ANNOTATION_WORKSPACE_HASH: hash, ANNOTATION_WORKSPACE_REVISION: revision.to_string()
+    }}});
+    workspaces
+        .patch(&names.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .during(|| "annotating the Workspace with its revision".into())?;
+    Ok(Some(revision))
+}
+
+async fn create_missing_claims(
+    ws: &Workspace,
+    names: &Names,
+    resolved: &Resolved,
+    claims: &[NodeClaim],
+    nodes: &[Node],
+    ctx: &Ctx,
+) -> Result<(), Error> {
+    // Ready Workspace nodes that no NodeClaim made (no nodepool label) count as bring-your-own capacity.
+    let byo_ready = nodes
+        .iter()
+        .filter(|n| status::node_is_ready(n) && !n.labels().contains_key(kaito_api::karpenter::labels::NODEPOOL))
+        .count();
+    let needed = (resolved.target_nodes as usize).saturating_sub(byo_ready);
+    let live = claims.iter().filter(|c| c.metadata.deletion_timestamp.is_none()).count();
+    let claims_api: Api<NodeClaim> = Api::all(ctx.client.clone());
+    for i in 0..needed.saturating_sub(live) {
+        let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default() + i as u128;
+        let name = desired::node_claim_name(names, seed);
+        let claim = desired::node_claim(ws, resolved, &ctx.config, &name)?;
+        match claims_api.create(&PostParams::default(), &claim).await {
+            Ok(_) => {
+                info!(workspace = %names.name, namespace = %names.namespace, nodeclaim = %name, "created NodeClaim");
+                ctx.metrics.node_claim_created();
+                publish(
+                    ctx,
+                    ws,
+                    EventType::Normal,
+                    "NodeClaimCreated",
+                    "Provision",
+                    format!("created NodeClaim {name} for {}", resolved.instance_type.as_deref().unwrap_or("-")),
+                )
+                .await;
+            }
+            Err(source) => {
+                publish(ctx, ws, EventType::Warning, "NodeClaimCreationFailed", "Provision", source.to_string()).await;
+                return Err(Error::Kube { action: format!("creating NodeClaim {name}"), source });
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn label_accelerator(node: &Node, ctx: &Ctx) -> Result<(), Error> {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let patch = json!({"metadata": {"labels": {LABEL_ACCELERATOR: "nvidia"}}});
+    nodes
+        .patch(&node.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .during(|| format!("labelling node {}", node.name_any()))?;
+    Ok(())
+}
+
+/// Services are created once and never updated, as upstream.
+async fn ensure_services(ws: &Workspace, names: &Names, resolved: &Resolved, ctx: &Ctx) -> Result<(), Error> {
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    for service in desired::services(ws, resolved)? {
+        let name = service.name_any();
+        if services.get_opt(&name).await.during(|| format!("reading Service {name}"))?.is_none() {
+            match services.create(&PostParams::default(), &service).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(source) => return Err(Error::Kube { action: format!("creating Service {name}"), source }),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies the StatefulSet when it is missing or its desired hash changed. Template workloads are create-only.
+async fn ensure_statefulset(
+    ws: &Workspace,
+    names: &Names,
+    resolved: &Resolved,
+    ctx: &Ctx,
+    revision: Option<i64>,
+    existing: Option<StatefulSet>,
+) -> Result<StatefulSet, Error> {
+    let desired = desired::statefulset(ws, resolved, &ctx.config, revision)?;
+    if let Some(existing) = existing {
+        let unchanged =
+            existing.annotations().get(ANNOTATION_DESIRED_HASH) == desired.annotations().get(ANNOTATION_DESIRED_HASH);
+        if unchanged || matches!(resolved.workload, Workload::Template) {
+            return Ok(existing);
+        }
+    }
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let applied = statefulsets
+        .patch(&names.name, &PatchParams::apply(&ctx.config.field_manager).force(), &Patch::Apply(&desired))
+        .await
+        .during(|| format!("applying StatefulSet {}/{}", names.namespace, names.name))?;
+    publish(ctx, ws, EventType::Normal, "WorkloadApplied", "Deploy", format!("applied StatefulSet {}", names.name))
+        .await;
+    Ok(applied)
+}
+
+/// Deletion: NodeClaims are deleted and awaited (they cost money), then the finalizer goes; the
+/// StatefulSet, Services and revisions follow by garbage collection through their owner references.
+async fn finalize(ws: &Workspace, names: &Names, ctx: &Ctx, workspaces: &Api<Workspace>) -> Result<Action, Error> {
+    if !ws.finalizers().iter().any(|f| f == WORKSPACE_FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let computed = status::compute(&status::Observed { deleting: true, ..observed(ws, &[], &[], None, &[]) });
+    write_status(ws, names, ctx, workspaces, computed).await?;
+
+    let claims_api: Api<NodeClaim> = Api::all(ctx.client.clone());
+    let claims = claims_api
+        .list(&ListParams::default().labels(&workspace_selector(names)))
+        .await
+        .during(|| "listing NodeClaims to delete".into())?
+        .items;
+    if !claims.is_empty() {
+        for claim in claims.iter().filter(|c| c.metadata.deletion_timestamp.is_none()) {
+            match claims_api.delete(&claim.name_any(), &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => {
+                    return Err(Error::Kube { action: format!("deleting NodeClaim {}", claim.name_any()), source });
+                }
+            }
+        }
+        // The NodeClaim watch wakes us when they are gone; the requeue is a safety net.
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    }
+    let remaining: Vec<String> = ws.finalizers().iter().filter(|f| *f != WORKSPACE_FINALIZER).cloned().collect();
+    let patch = json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": ws.resource_version()},
+        {"op": "replace", "path": "/metadata/finalizers", "value": remaining},
+    ]);
+    workspaces
+        .patch(
+            &names.name,
+            &PatchParams::default(),
+            &Patch::<()>::Json(serde_json::from_value(patch).unwrap_or_default()),
+        )
+        .await
+        .during(|| "removing the finalizer".into())?;
+    ctx.metrics.workspace_state(&names.namespace, &names.name, None);
+    info!(workspace = %names.name, namespace = %names.namespace, "finalized");
+    Ok(Action::await_change())
+}
