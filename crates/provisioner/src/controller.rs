@@ -1,0 +1,541 @@
+//! The NodeClaim controller: Karpenter's launch / registration / initialization / termination lifecycle
+//! over a [`CloudProvider`].
+//!
+//! Per claim (whose `nodeClassRef` is accepted):
+//! 1. add the `karpenter.sh/termination` finalizer;
+//! 2. while `status.providerID` is empty, call `create` (idempotent) and record providerID, imageID,
+//!    capacity, allocatable and the instance's labels: `Launched=True`. Insufficient capacity gives
+//!    `Launched=False/InsufficientCapacity` (the claim is kept, unlike Karpenter, which deletes it so its
+//!    scheduler can pick another type: KAITO's controller surfaces the reason instead, and retries every minute);
+//! 3. when exactly one Node carries the providerID: sync the claim's labels and taints onto it, label it
+//!    `karpenter.sh/registered=true`, remove the `karpenter.sh/unregistered` taint, set `status.nodeName`:
+//!    `Registered=True`;
+//! 4. Node Ready, no startup or known ephemeral taints, every non-zero resource of the claim's allocatable
+//!    present on the Node: label it `karpenter.sh/initialized=true`, `Initialized=True`; then `Ready=True`;
+//! 5. a registered claim whose instance is gone (`get` → NotFound) is deleted, as Karpenter's garbage
+//!    collection does; KAITO then creates a replacement;
+//! 6. on deletion: `delete` until the cloud says NotFound, then remove the finalizer.
+//!
+//! Status is written with server-side apply (field manager [`FIELD_MANAGER`]) only when it changed.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Taint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kaito_api::karpenter::{NodeClaim, NodeClaimStatus, NodeClassReference, conditions as types, labels as klabels};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use crate::cloud::{CloudError, CloudProvider};
+use crate::conditions::{self, INSUFFICIENT_CAPACITY, LAUNCH_FAILED, Launch};
+use crate::metrics::Metrics;
+
+/// Field manager of every write.
+pub const FIELD_MANAGER: &str = "kaito-provisioner";
+/// Karpenter's termination finalizer.
+pub const TERMINATION_FINALIZER: &str = "karpenter.sh/termination";
+/// Node label Karpenter sets at registration.
+pub const REGISTERED_LABEL: &str = "karpenter.sh/registered";
+/// Node label Karpenter sets at initialization.
+pub const INITIALIZED_LABEL: &str = "karpenter.sh/initialized";
+/// Condition reason for a claim the cloud can never launch as written.
+pub const INVALID_NODECLAIM: &str = "InvalidNodeClaim";
+
+/// Instances younger than this are never garbage-collected (their claim may not be in the API yet).
+const GC_MIN_AGE: Duration = Duration::from_secs(30);
+
+/// Errors of one reconcile; the controller logs them and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("{context}")]
+    Kube {
+        /// What was being done.
+        context: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The cloud provider failed.
+    #[error("cloud provider: {context}")]
+    Cloud {
+        /// What was being done.
+        context: String,
+        /// The cloud error.
+        #[source]
+        source: CloudError,
+    },
+}
+
+fn kube_err(context: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Kube { context, source }
+}
+
+/// Which `nodeClassRef`s this provisioner serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeClassFilter {
+    /// Serve every claim regardless of its node class.
+    pub accept_all: bool,
+    /// Accepted `(group, kind)` pairs.
+    pub accepted: Vec<(String, String)>,
+}
+
+impl Default for NodeClassFilter {
+    /// KAITO's `kaito.sh/KaitoNodeClass` and Karpenter-kwok's `karpenter.kwok.sh/KWOKNodeClass`.
+    fn default() -> Self {
+        Self {
+            accept_all: false,
+            accepted: vec![
+                ("kaito.sh".to_string(), "KaitoNodeClass".to_string()),
+                ("karpenter.kwok.sh".to_string(), "KWOKNodeClass".to_string()),
+            ],
+        }
+    }
+}
+
+impl NodeClassFilter {
+    /// Whether a claim with this node class is ours.
+    pub fn accepts(&self, class: &NodeClassReference) -> bool {
+        self.accept_all || self.accepted.iter().any(|(g, k)| *g == class.group && *k == class.kind)
+    }
+
+    /// Parses `group/Kind` (as in `--node-classes kaito.sh/KaitoNodeClass`); `None` without a slash.
+    pub fn parse_entry(entry: &str) -> Option<(String, String)> {
+        let (group, kind) = entry.trim().rsplit_once('/')?;
+        (!group.is_empty() && !kind.is_empty()).then(|| (group.to_string(), kind.to_string()))
+    }
+}
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// Node classes to serve.
+    pub node_classes: NodeClassFilter,
+    /// Label selector limiting the NodeClaims watched (sharding; tests use it to isolate provisioners).
+    pub claim_selector: Option<String>,
+    /// How often to delete instances whose claim is gone; `None` disables the garbage collector.
+    pub gc_interval: Option<Duration>,
+    /// Requeue interval for claims the cloud refused (capacity may come back).
+    pub refused_retry: Duration,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        Self {
+            node_classes: NodeClassFilter::default(),
+            claim_selector: None,
+            gc_interval: Some(Duration::from_secs(120)),
+            refused_retry: Duration::from_secs(60),
+        }
+    }
+}
+
+struct Ctx<P> {
+    client: Client,
+    provider: Arc<P>,
+    nodes: Store<Node>,
+    options: ControllerOptions,
+    metrics: Arc<Metrics>,
+}
+
+/// Runs the NodeClaim controller (and the instance garbage collector) until `shutdown` resolves.
+///
+/// In-process use (tests): `tokio::spawn(run(client, Arc::new(provider), options, metrics, pending()))`;
+/// aborting the task is a crash, which the controller recovers from on the next start.
+pub async fn run<P: CloudProvider>(
+    client: Client,
+    provider: Arc<P>,
+    options: ControllerOptions,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let mut claim_config = watcher::Config::default();
+    if let Some(selector) = &options.claim_selector {
+        claim_config = claim_config.labels(selector);
+    }
+    let claims: Api<NodeClaim> = Api::all(client.clone());
+    let (nodes, node_writer) = reflector::store::<Node>();
+    let node_events =
+        reflector::reflector(node_writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()))
+            .default_backoff()
+            .touched_objects();
+
+    let controller = Controller::new(claims.clone(), claim_config);
+    let claim_store = controller.store();
+    let mapper_store = claim_store.clone();
+    // Nodes map to claims by providerID, the link Karpenter uses; a Node without one concerns no claim.
+    let mapper = move |node: Node| {
+        let provider_id = node.spec.as_ref().and_then(|s| s.provider_id.clone());
+        mapper_store
+            .state()
+            .into_iter()
+            .filter(|c| provider_id.is_some() && c.status.as_ref().and_then(|s| s.provider_id.clone()) == provider_id)
+            .map(|c| ObjectRef::from_obj(&*c))
+            .collect::<Vec<_>>()
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ready = {
+        let (claims_ready, nodes_ready, metrics) = (claim_store.clone(), nodes.clone(), metrics.clone());
+        tokio::spawn(async move {
+            if claims_ready.wait_until_ready().await.is_ok() && nodes_ready.wait_until_ready().await.is_ok() {
+                metrics.set_ready();
+                info!("caches synced");
+            }
+        })
+    };
+    let gc = options
+        .gc_interval
+        .map(|every| tokio::spawn(garbage_collect(claims.clone(), provider.clone(), every, stop_rx.clone())));
+
+    let ctx = Arc::new(Ctx { client, provider, nodes, options, metrics });
+    info!(provider = ctx.provider.name(), "NodeClaim controller starting");
+    controller
+        .watches_stream(node_events, mapper)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::<P>, error_policy::<P>, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => debug!(nodeclaim = %obj.name, "reconciled"),
+                Err(e) => debug!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+    let _ = stop_tx.send(true);
+    ready.abort();
+    if let Some(gc) = gc {
+        let _ = gc.await;
+    }
+    info!("NodeClaim controller stopped");
+}
+
+fn error_policy<P: CloudProvider>(claim: Arc<NodeClaim>, error: &Error, _ctx: Arc<Ctx<P>>) -> Action {
+    warn!(nodeclaim = %claim.name_any(), error = %error_chain(error), "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// `error: cause: cause`, since the controller's logs are the only place a user sees the chain.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+async fn reconcile<P: CloudProvider>(claim: Arc<NodeClaim>, ctx: Arc<Ctx<P>>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_claim(&claim, &ctx).await;
+    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_claim<P: CloudProvider>(claim: &NodeClaim, ctx: &Ctx<P>) -> Result<Action, Error> {
+    if !ctx.options.node_classes.accepts(&claim.spec.node_class_ref) {
+        return Ok(Action::await_change());
+    }
+    let name = claim.name_any();
+    let claims: Api<NodeClaim> = Api::all(ctx.client.clone());
+    if claim.meta().deletion_timestamp.is_some() {
+        return terminate(claim, &claims, ctx).await;
+    }
+    if !claim.finalizers().iter().any(|f| f == TERMINATION_FINALIZER) {
+        add_finalizer(&claims, claim).await?;
+    }
+
+    // Nodes come from the watch cache; before its first list everything would look unregistered.
+    let _ = tokio::time::timeout(Duration::from_secs(10), ctx.nodes.wait_until_ready()).await;
+
+    let mut status = claim.status.clone().unwrap_or_default();
+    let launch =
+        if status.provider_id.is_some() { Launch::Launched } else { launch(claim, &claims, ctx, &mut status).await? };
+
+    let mut nodes: Vec<Node> = match &status.provider_id {
+        Some(id) => ctx
+            .nodes
+            .state()
+            .into_iter()
+            .filter(|n| n.spec.as_ref().and_then(|s| s.provider_id.as_ref()) == Some(id))
+            .map(|n| (*n).clone())
+            .collect(),
+        None => Vec::new(),
+    };
+    if let (Launch::Launched, Some(id), true) = (&launch, &status.provider_id, nodes.is_empty()) {
+        if claim.condition_is_true(types::REGISTERED) {
+            // The cache may lag; ask the cloud before concluding the instance is gone.
+            match ctx.provider.get(id).await {
+                Err(e) if e.is_not_found() => {
+                    info!(nodeclaim = %name, provider_id = %id, "instance is gone; deleting the NodeClaim");
+                    claims
+                        .delete(&name, &DeleteParams::background())
+                        .await
+                        .map_err(kube_err(format!("deleting NodeClaim {name} whose instance is gone")))?;
+                    return Ok(Action::await_change());
+                }
+                Err(source) => return Err(Error::Cloud { context: format!("getting {id}"), source }),
+                Ok(_) => return Ok(Action::requeue(Duration::from_secs(1))),
+            }
+        }
+    }
+    if let [node] = nodes.as_mut_slice() {
+        *node = register(ctx, claim, node).await?;
+        status.node_name = node.metadata.name.clone();
+    }
+
+    let mut observed = claim.clone();
+    observed.status = Some(status.clone());
+    let node_refs: Vec<&Node> = nodes.iter().collect();
+    let desired = conditions::compute(&observed, &launch, &node_refs);
+    if let ([node], true) = (nodes.as_slice(), desired[2].status == "True") {
+        if node.labels().get(INITIALIZED_LABEL).map(String::as_str) != Some("true") {
+            label_node(ctx, node, INITIALIZED_LABEL).await?;
+        }
+    }
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let existing = claim.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    status.conditions = conditions::merge(existing, &desired, claim.metadata.generation, &now);
+    if claim.status.as_ref() != Some(&status) {
+        apply_status(&claims, &name, &status).await?;
+    }
+
+    Ok(match launch {
+        Launch::Refused { .. } => Action::requeue(ctx.options.refused_retry),
+        Launch::Failed { .. } => Action::requeue(Duration::from_secs(5)),
+        Launch::Pending => Action::requeue(Duration::from_secs(1)),
+        // Node events wake us sooner; the periodic pass notices lost instances the watch cannot see.
+        Launch::Launched if desired[3].status == "True" => Action::requeue(Duration::from_secs(300)),
+        Launch::Launched => Action::requeue(Duration::from_secs(10)),
+    })
+}
+
+/// Calls the cloud and records the result in `status`.
+async fn launch<P: CloudProvider>(
+    claim: &NodeClaim,
+    claims: &Api<NodeClaim>,
+    ctx: &Ctx<P>,
+    status: &mut NodeClaimStatus,
+) -> Result<Launch, Error> {
+    let name = claim.name_any();
+    match ctx.provider.create(claim).await {
+        Ok(launched) => {
+            let got = launched.status.unwrap_or_default();
+            let Some(provider_id) = got.provider_id else {
+                return Ok(Launch::Failed { message: "the cloud provider returned no providerID".to_string() });
+            };
+            info!(nodeclaim = %name, %provider_id, "launched");
+            ctx.metrics.created.inc();
+            // Karpenter copies the instance's labels onto the claim; only new keys, so KAITO's stay KAITO's.
+            let new_labels: BTreeMap<String, String> = launched
+                .metadata
+                .labels
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| !claim.labels().contains_key(k) && k != "kubernetes.io/hostname")
+                .collect();
+            if !new_labels.is_empty() {
+                let patch = json!({
+                    "apiVersion": "karpenter.sh/v1",
+                    "kind": "NodeClaim",
+                    "metadata": {"name": name, "labels": new_labels},
+                });
+                claims
+                    .patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&patch))
+                    .await
+                    .map_err(kube_err(format!("labelling NodeClaim {name}")))?;
+            }
+            status.provider_id = Some(provider_id);
+            status.image_id = got.image_id;
+            status.capacity = got.capacity;
+            status.allocatable = got.allocatable;
+            Ok(Launch::Launched)
+        }
+        Err(e) if e.is_terminal_launch_error() => {
+            let (reason, message) = match &e {
+                CloudError::InsufficientCapacity { reason, .. } => (INSUFFICIENT_CAPACITY, reason.clone()),
+                other => (INVALID_NODECLAIM, other.to_string()),
+            };
+            warn!(nodeclaim = %name, %reason, %message, "launch refused");
+            ctx.metrics.launch_failed(reason);
+            Ok(Launch::Refused { reason: reason.to_string(), message })
+        }
+        Err(e) => {
+            let message = error_chain(&e);
+            warn!(nodeclaim = %name, error = %message, "launch failed; retrying");
+            ctx.metrics.launch_failed(LAUNCH_FAILED);
+            Ok(Launch::Failed { message })
+        }
+    }
+}
+
+/// Karpenter's registration: claim labels and taints onto the Node, the registered label, no unregistered
+/// taint. A merge patch with the Node's resourceVersion, so a concurrent change makes us retry, not clobber.
+async fn register<P: CloudProvider>(ctx: &Ctx<P>, claim: &NodeClaim, node: &Node) -> Result<Node, Error> {
+    let node_name = node.name_any();
+    let current: Vec<Taint> = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    let mut taints: Vec<Taint> = current.iter().filter(|t| t.key != klabels::UNREGISTERED_TAINT).cloned().collect();
+    for t in &claim.spec.taints {
+        if !taints.iter().any(|have| have.key == t.key && have.effect == t.effect) {
+            taints.push(t.clone());
+        }
+    }
+    let mut missing: BTreeMap<String, String> = claim
+        .labels()
+        .iter()
+        .filter(|(k, v)| node.labels().get(*k) != Some(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if node.labels().get(REGISTERED_LABEL).map(String::as_str) != Some("true") {
+        missing.insert(REGISTERED_LABEL.to_string(), "true".to_string());
+    }
+    if missing.is_empty() && taints == current {
+        return Ok(node.clone());
+    }
+    let patch = json!({
+        "metadata": {"resourceVersion": node.resource_version(), "labels": missing},
+        "spec": {"taints": taints},
+    });
+    info!(nodeclaim = %claim.name_any(), node = %node_name, "registering node");
+    Api::<Node>::all(ctx.client.clone())
+        .patch(&node_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(kube_err(format!("registering Node {node_name}")))
+}
+
+async fn label_node<P: CloudProvider>(ctx: &Ctx<P>, node: &Node, label: &str) -> Result<(), Error> {
+    let node_name = node.name_any();
+    let patch = json!({"metadata": {"labels": {label: "true"}}});
+    Api::<Node>::all(ctx.client.clone())
+        .patch(&node_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(kube_err(format!("labelling Node {node_name}")))?;
+    Ok(())
+}
+
+async fn apply_status(claims: &Api<NodeClaim>, name: &str, status: &NodeClaimStatus) -> Result<(), Error> {
+    let patch = json!({
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodeClaim",
+        "metadata": {"name": name},
+        "status": status,
+    });
+    // force: the provisioner is the only writer of a claim's status.
+    claims
+        .patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(kube_err(format!("writing the status of NodeClaim {name}")))?;
+    Ok(())
+}
+
+async fn add_finalizer(claims: &Api<NodeClaim>, claim: &NodeClaim) -> Result<(), Error> {
+    let name = claim.name_any();
+    let mut finalizers = claim.finalizers().to_vec();
+    finalizers.push(TERMINATION_FINALIZER.to_string());
+    set_finalizers(claims, claim, finalizers)
+        .await
+        .map_err(kube_err(format!("adding the finalizer to NodeClaim {name}")))
+}
+
+/// Replaces the finalizer list; the resourceVersion makes a concurrent change fail with 409 (and retry)
+/// instead of being overwritten.
+async fn set_finalizers(
+    claims: &Api<NodeClaim>,
+    claim: &NodeClaim,
+    finalizers: Vec<String>,
+) -> Result<(), kube::Error> {
+    let patch = json!({"metadata": {"resourceVersion": claim.resource_version(), "finalizers": finalizers}});
+    claims.patch(&claim.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+async fn terminate<P: CloudProvider>(
+    claim: &NodeClaim,
+    claims: &Api<NodeClaim>,
+    ctx: &Ctx<P>,
+) -> Result<Action, Error> {
+    let name = claim.name_any();
+    if !claim.finalizers().iter().any(|f| f == TERMINATION_FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    match ctx.provider.delete(claim).await {
+        Ok(()) => {
+            debug!(nodeclaim = %name, "instance deletion in progress");
+            Ok(Action::requeue(Duration::from_secs(1)))
+        }
+        Err(e) if e.is_not_found() => {
+            let rest = claim.finalizers().iter().filter(|f| *f != TERMINATION_FINALIZER).cloned().collect();
+            match set_finalizers(claims, claim, rest).await {
+                Ok(()) => {}
+                // Already gone: another pass (or a previous life of this process) finished the job.
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(source) => {
+                    return Err(Error::Kube { context: format!("removing the finalizer of NodeClaim {name}"), source });
+                }
+            }
+            info!(nodeclaim = %name, "instance deleted; finalizer removed");
+            ctx.metrics.deleted.inc();
+            Ok(Action::await_change())
+        }
+        Err(source) => Err(Error::Cloud { context: format!("deleting the instance of NodeClaim {name}"), source }),
+    }
+}
+
+/// Karpenter's instance garbage collection: instances (older than 30 s) whose NodeClaim no longer exists.
+/// Asks the API server, not the watch cache, since the cache may be sharded by a label selector.
+async fn garbage_collect<P: CloudProvider>(
+    claims: Api<NodeClaim>,
+    provider: Arc<P>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let instances = match provider.list().await {
+            Ok(list) => list,
+            Err(e) => {
+                warn!(error = %error_chain(&e), "garbage collection: listing instances failed");
+                continue;
+            }
+        };
+        let now = k8s_openapi::jiff::Timestamp::now();
+        for instance in instances {
+            let young = instance
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .is_none_or(|t| now.duration_since(t.0).unsigned_abs() < GC_MIN_AGE);
+            if young || instance.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let name = instance.name_any();
+            match claims.get_opt(&name).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    info!(nodeclaim = %name, "garbage collection: deleting instance without a NodeClaim");
+                    if let Err(e) =
+                        provider.delete(&instance).await.or_else(|e| if e.is_not_found() { Ok(()) } else { Err(e) })
+                    {
+                        warn!(nodeclaim = %name, error = %error_chain(&e), "garbage collection: delete failed");
+                    }
+                }
+                Err(e) => warn!(nodeclaim = %name, error = %e, "garbage collection: reading NodeClaim failed"),
+            }
+        }
+    }
+}
