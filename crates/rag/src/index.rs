@@ -70,7 +70,7 @@ impl DocRecord {
         let header = bytes.get(4..4 + len).ok_or_else(|| IndexError::Corrupt("header truncated".into()))?;
         let mut rec: DocRecord = serde_json::from_slice(header).map_err(IndexError::Header)?;
         let rest = &bytes[4 + len..];
-        if rest.len() % 4 != 0 {
+        if !rest.len().is_multiple_of(4) {
             return Err(IndexError::Corrupt("vector bytes not a multiple of 4".into()));
         }
         rec.vectors = rest.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
