@@ -87,7 +87,7 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: impl std::future::Future<Output = ()> 
         let ns = labels.get(LABEL_WORKSPACE_NAMESPACE).cloned().or(default_ns)?;
         Some(ObjectRef::<Workspace>::new(name).within(&ns))
     };
-    let (workspaces, statefulsets, pods) = match &ctx.config.namespace {
+    let (workspaces, statefulsets, pods): (Api<Workspace>, Api<StatefulSet>, Api<Pod>) = match &ctx.config.namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
