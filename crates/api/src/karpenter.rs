@@ -91,10 +91,10 @@ pub struct NodeClaimStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
     /// Cloud identifier of the instance (also on the Node's spec.providerID).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "providerID", skip_serializing_if = "Option::is_none")]
     pub provider_id: Option<String>,
     /// OS image of the instance.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "imageID", skip_serializing_if = "Option::is_none")]
     pub image_id: Option<String>,
     /// Capacity of the node.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
