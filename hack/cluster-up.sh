@@ -143,7 +143,13 @@ STAGE="$BINS/kwok-stage"
   for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
            pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
     [ -f "$STAGE/$f" ] || fail "kwok stage file $STAGE/$f is missing; rebuild with hack/k8s-bins.sh"
-    echo '---'; cat "$STAGE/$f"
+    echo '---'
+    if [ "$f" = pod/fast/pod-ready.yaml ]; then
+      # pods with simulated failures (hack/kwok-stages) must never become Ready
+      awk '{print} /^    matchExpressions:$/ && !done {print "    - key: '"'"'.metadata.annotations[\"kaito.sh/simulate-container-state\"]'"'"'"; print "      operator: '"'"'DoesNotExist'"'"'"; done=1}' "$STAGE/$f"
+    else
+      cat "$STAGE/$f"
+    fi
   done
   # project stages: failure injection for pods (see docs/development.md)
   for f in "$REPO"/hack/kwok-stages/*.yaml; do [ -f "$f" ] && { echo '---'; cat "$f"; }; done
