@@ -70,7 +70,10 @@ pub fn run<W: Write>(out: &mut W, args: &PlanArgs) -> Result<bool, CliError> {
         ("weights", gib(plan.weight_bytes)),
         ("max-model-len", plan.max_model_len.to_string()),
         ("gpu-memory-utilization", format!("{:.2}", plan.gpu_memory_utilization)),
-        ("KV-cache budget", format!("{} per GPU ({} tokens per replica)", gib(plan.kv_cache_budget_bytes), plan.kv_cache_tokens)),
+        (
+            "KV-cache budget",
+            format!("{} per GPU ({} tokens per replica)", gib(plan.kv_cache_budget_bytes), plan.kv_cache_tokens),
+        ),
         ("headroom", headroom),
         ("fits", if plan.fits { "yes".to_string() } else { "no".to_string() }),
     ];
