@@ -65,6 +65,23 @@ impl Analyzer {
     }
 }
 
+/// BM25 scores of one query.
+#[derive(Debug, Default)]
+pub struct SparseScores {
+    scores: Vec<f32>,
+    /// Slots with a positive score (after filtering).
+    pub touched: Vec<u32>,
+    /// Best score among `touched` (0 when none).
+    pub max: f32,
+}
+
+impl SparseScores {
+    /// Score of `slot` (0 when it matched no term).
+    pub fn get(&self, slot: u32) -> f32 {
+        self.scores.get(slot as usize).copied().unwrap_or(0.0)
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Posting {
     slot: u32,
@@ -138,11 +155,11 @@ impl Bm25 {
         self.live = self.live.saturating_sub(1);
     }
 
-    /// Scores every chunk holding a term of `query`; `accept` filters slots.
-    /// Returns the score of each matching slot.
-    pub fn search(&self, query: &str, accept: impl Fn(u32) -> bool) -> HashMap<u32, f32> {
+    /// Scores every chunk holding a term of `query` among the slots `accept` allows.
+    pub fn search(&self, query: &str, accept: impl Fn(u32) -> bool) -> SparseScores {
+        let mut out = SparseScores::default();
         if self.live == 0 {
-            return HashMap::new();
+            return out;
         }
         let mut terms: Vec<u32> = Vec::new();
         self.analyzer.terms(query, |t| {
@@ -152,9 +169,12 @@ impl Bm25 {
                 terms.push(id);
             }
         });
+        if terms.is_empty() {
+            return out;
+        }
         let n = self.live as f32;
         let avg = (self.total_len as f32 / n).max(1.0);
-        let mut scores: HashMap<u32, f32> = HashMap::new();
+        out.scores = vec![0.0; self.slot_len.len()];
         for id in terms {
             let list = &self.postings[id as usize];
             if list.is_empty() {
@@ -163,14 +183,19 @@ impl Bm25 {
             let df = list.len() as f32;
             let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
             for p in list {
-                let len = self.slot_len[p.slot as usize] as f32;
+                let s = p.slot as usize;
+                let len = self.slot_len[s] as f32;
                 let tf = p.tf as f32;
-                let s = idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / avg));
-                *scores.entry(p.slot).or_insert(0.0) += s;
+                let add = idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / avg));
+                if out.scores[s] == 0.0 {
+                    out.touched.push(p.slot);
+                }
+                out.scores[s] += add;
             }
         }
-        scores.retain(|slot, _| accept(*slot));
-        scores
+        out.touched.retain(|&slot| accept(slot));
+        out.max = out.touched.iter().map(|&s| out.scores[s as usize]).fold(0.0, f32::max);
+        out
     }
 
     /// Number of indexed chunks.
@@ -194,15 +219,15 @@ mod tests {
         idx.insert(0, "The kubelet manages pods on a node.");
         idx.insert(1, "GPU provisioning creates nodes with accelerators.");
         idx.insert(2, "Bananas are yellow fruits.");
-        let mut hits: Vec<(u32, f32)> = idx.search("which node runs the kubelet?", |_| true).into_iter().collect();
-        hits.sort_by(|a, b| b.1.total_cmp(&a.1));
-        assert_eq!(hits[0].0, 0);
+        let hits = idx.search("which node runs the kubelet?", |_| true);
+        assert_eq!(hits.max, hits.get(0));
+        assert!(hits.get(0) > hits.get(1));
         idx.remove(0);
         let hits = idx.search("kubelet", |_| true);
-        assert!(hits.is_empty());
+        assert!(hits.touched.is_empty());
         assert_eq!(idx.len(), 2);
         idx.insert(0, "banana bread");
         let hits = idx.search("bananas", |_| true);
-        assert_eq!(hits.len(), 2);
+        assert_eq!(hits.touched.len(), 2);
     }
 }

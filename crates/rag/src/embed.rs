@@ -122,8 +122,11 @@ impl Default for LocalOptions {
     }
 }
 
+type QueryJob = (String, tokio::sync::oneshot::Sender<Result<Vec<f32>, EmbedError>>);
+
 /// A BERT-family sentence embedding model running on CPU.
 pub struct LocalEmbedder {
+    queries: std::sync::OnceLock<std::sync::mpsc::Sender<QueryJob>>,
     model_id: String,
     model: BertModel,
     tokenizer: Tokenizer,
@@ -220,6 +223,7 @@ impl LocalEmbedder {
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
         let model = BertModel::load(vb, &config)?;
         Ok(Self {
+            queries: std::sync::OnceLock::new(),
             model_id: model_id.to_owned(),
             model,
             tokenizer,
@@ -285,6 +289,8 @@ impl LocalEmbedder {
         }
         let encodings =
             self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        let tokens: usize = encodings.iter().map(|e| e.get_ids().len()).sum();
+        crate::metrics::METRICS.embedded_tokens.inc_by(tokens as u64);
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encodings[i].get_ids().len()));
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
@@ -302,6 +308,24 @@ impl LocalEmbedder {
             start = end;
         }
         Ok(out)
+    }
+
+    /// Embeds one query. Concurrent queries are batched into one forward pass by a worker
+    /// thread (started on first use), which keeps latency low under parallel load.
+    pub async fn embed_query(self: &Arc<Self>, text: String) -> Result<Vec<f32>, EmbedError> {
+        let tx = self.queries.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<QueryJob>();
+            let weak = Arc::downgrade(self);
+            let spawned =
+                std::thread::Builder::new().name("query-embedder".into()).spawn(move || query_worker(&weak, &rx));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the query embedding thread");
+            }
+            tx
+        });
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        tx.send((text, done_tx)).map_err(|_| EmbedError::Task("query embedding worker stopped".into()))?;
+        done_rx.await.map_err(|_| EmbedError::Task("query embedding worker stopped".into()))?
     }
 
     fn forward(&self, batch: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
@@ -339,6 +363,37 @@ impl LocalEmbedder {
                 v
             })
             .collect())
+    }
+}
+
+const MAX_QUERY_BATCH: usize = 64;
+
+fn query_worker(weak: &std::sync::Weak<LocalEmbedder>, rx: &std::sync::mpsc::Receiver<QueryJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_QUERY_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let Some(model) = weak.upgrade() else {
+            return;
+        };
+        let texts: Vec<&str> = jobs.iter().map(|(t, _)| t.as_str()).collect();
+        match model.embed(&texts) {
+            Ok(vectors) => {
+                for ((_, done), v) in jobs.into_iter().zip(vectors) {
+                    let _ = done.send(Ok(v));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for (_, done) in jobs {
+                    let _ = done.send(Err(EmbedError::Task(msg.clone())));
+                }
+            }
+        }
     }
 }
 
@@ -489,6 +544,19 @@ impl Embedder {
         let m = &crate::metrics::METRICS;
         m.embedding_seconds.observe(started.elapsed().as_secs_f64());
         m.embedded_texts.inc_by(n);
+        out
+    }
+
+    /// Embeds one query (batched with concurrent queries for local models).
+    pub async fn embed_query(&self, text: String) -> Result<Vec<f32>, EmbedError> {
+        let started = std::time::Instant::now();
+        let out = match self {
+            Embedder::Local(e) => e.embed_query(text).await,
+            Embedder::Remote(e) => e.embed(&[text]).await.map(|mut v| v.pop().unwrap_or_default()),
+        };
+        let m = &crate::metrics::METRICS;
+        m.embedding_seconds.observe(started.elapsed().as_secs_f64());
+        m.embedded_texts.inc();
         out
     }
 

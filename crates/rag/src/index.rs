@@ -375,10 +375,10 @@ impl Index {
         let candidates = (k * 3).max(50);
         let dense = self.vectors.search(qvec, candidates, &accept);
         let sparse = self.bm25.search(query, accept);
-        let max_sparse = sparse.values().copied().fold(0f32, f32::max);
+        let max_sparse = sparse.max;
         let mut sparse_top = TopK::new(candidates);
-        for (&slot, &s) in &sparse {
-            sparse_top.push(slot, s);
+        for &slot in &sparse.touched {
+            sparse_top.push(slot, sparse.get(slot));
         }
         let mut seen: HashMap<u32, bool> = HashMap::new();
         for (slot, _) in &dense {
@@ -391,7 +391,7 @@ impl Index {
             .into_iter()
             .map(|(slot, in_dense)| {
                 let d = self.vectors.get(slot).map(|v| dot(qvec, v)).unwrap_or(0.0);
-                let s = if max_sparse > 0.0 { sparse.get(&slot).copied().unwrap_or(0.0) / max_sparse } else { 0.0 };
+                let s = if max_sparse > 0.0 { sparse.get(slot) / max_sparse } else { 0.0 };
                 let source = match (in_dense, s > 0.0) {
                     (true, true) => Source::Both,
                     (true, false) => Source::DenseOnly,

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub embedding_seconds: Histogram,
     /// Texts embedded.
     pub embedded_texts: Counter,
+    /// Tokens fed to the local embedding model (special tokens included, after truncation).
+    pub embedded_tokens: Counter,
     /// Documents per index.
     pub documents: Family<Labels, Gauge>,
     /// Chunks per index.
@@ -39,6 +41,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let request_seconds = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
     let embedding_seconds = latency_histogram();
     let embedded_texts = Counter::default();
+    let embedded_tokens = Counter::default();
     let documents = Family::<Labels, Gauge>::default();
     let chunks = Family::<Labels, Gauge>::default();
     registry.register("requests", "HTTP requests by method, route and status", requests.clone());
@@ -49,6 +52,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         embedding_seconds.clone(),
     );
     registry.register("embedded_texts", "Texts embedded", embedded_texts.clone());
+    registry.register("embedded_tokens", "Tokens fed to the local embedding model", embedded_tokens.clone());
     registry.register("documents", "Documents per index", documents.clone());
     registry.register("chunks", "Chunks per index", chunks.clone());
     Metrics {
@@ -57,6 +61,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         request_seconds,
         embedding_seconds,
         embedded_texts,
+        embedded_tokens,
         documents,
         chunks,
     }

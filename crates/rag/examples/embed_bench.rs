@@ -1,0 +1,67 @@
+//! Benchmark baseline: our embedding engine alone (no HTTP, no index).
+//!
+//! Chunks a corpus exactly as the service does, keeps every `stride`-th chunk, writes those
+//! chunks to a JSONL file (for the sentence-transformers baseline) and embeds them in batches
+//! as the service does, reporting chunks/s and tokens/s as JSON.
+//!
+//! Usage: embed_bench MODEL_DIR CORPUS.jsonl STRIDE OUT_CHUNKS.jsonl
+
+use std::io::{BufRead, Write};
+use std::time::Instant;
+
+use kaito_rag::chunk::{Chunker, Sizer};
+use kaito_rag::embed::{LocalEmbedder, LocalOptions};
+use serde_json::{Value, json};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    anyhow::ensure!(args.len() == 5, "usage: embed_bench MODEL_DIR CORPUS.jsonl STRIDE OUT_CHUNKS.jsonl");
+    let stride: usize = args[3].parse()?;
+    let embedder = LocalEmbedder::load("bench", std::path::Path::new(&args[1]), LocalOptions::default())?;
+    let chunker = Chunker::new(
+        Sizer::Tokens(std::sync::Arc::new(embedder.sizing_tokenizer())),
+        embedder.max_seq_length() - 2,
+        32,
+    )?;
+    let started = Instant::now();
+    let mut chunks: Vec<String> = Vec::new();
+    let mut n = 0usize;
+    for line in std::io::BufReader::new(std::fs::File::open(&args[2])?).lines() {
+        let doc: Value = serde_json::from_str(&line?)?;
+        let text = doc["text"].as_str().unwrap_or_default();
+        let meta = doc["metadata"].as_object().cloned().unwrap_or_default();
+        for span in chunker.split(text, &meta)? {
+            if n.is_multiple_of(stride) {
+                chunks.push(text[span.start as usize..span.end as usize].to_owned());
+            }
+            n += 1;
+        }
+    }
+    let chunking_s = started.elapsed().as_secs_f64();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&args[4])?);
+    for c in &chunks {
+        writeln!(out, "{}", json!({"text": c}))?;
+    }
+    out.flush()?;
+    let refs: Vec<&str> = chunks.iter().map(String::as_str).collect();
+    let tokens: usize = refs.iter().map(|c| embedder.count_tokens(c).min(254) + 2).sum();
+    let started = Instant::now();
+    // Same request granularity as the service under the benchmark (batches of chunks).
+    for batch in refs.chunks(256) {
+        embedder.embed(batch)?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({
+            "total_chunks": n,
+            "chunking_seconds_all": chunking_s,
+            "sample_chunks": chunks.len(),
+            "sample_tokens": tokens,
+            "seconds": secs,
+            "chunks_per_s": chunks.len() as f64 / secs,
+            "tokens_per_s": tokens as f64 / secs,
+        })
+    );
+    Ok(())
+}
