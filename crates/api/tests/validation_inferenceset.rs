@@ -40,7 +40,9 @@ fn set(patch: Value) -> InferenceSet {
     serde_json::from_value(value).expect("test InferenceSet parses")
 }
 
-fn expect(ctx: &ValidationContext, cases: Vec<(&str, Value, Option<(&str, &str)>)>) {
+type Case<'a> = (&'a str, Value, Option<(&'a str, &'a str)>);
+
+fn expect(ctx: &ValidationContext, cases: Vec<Case<'_>>) {
     for (name, patch, expected) in cases {
         let outcome = validate_inferenceset_create(&set(patch), ctx);
         match expected {

@@ -35,7 +35,9 @@ fn rag(patch: Value) -> RAGEngine {
     serde_json::from_value(value).expect("test RAGEngine parses")
 }
 
-fn expect(ctx: &ValidationContext, cases: Vec<(&str, Value, Option<(&str, &str)>)>) {
+type Case<'a> = (&'a str, Value, Option<(&'a str, &'a str)>);
+
+fn expect(ctx: &ValidationContext, cases: Vec<Case<'_>>) {
     for (name, patch, expected) in cases {
         let outcome = validate_ragengine_create(&rag(patch), ctx);
         match expected {
