@@ -188,7 +188,7 @@ pub async fn run<P: CloudProvider>(
     let ready = {
         let (claims_ready, nodes_ready, metrics) = (claim_store.clone(), nodes.clone(), metrics.clone());
         tokio::spawn(async move {
-            if claims_ready.wait_until_ready().await.is_ok() && nodes_ready.wait_until_ready().await.is_ok() {
+            if synced(&claims_ready, None).await && synced(&nodes_ready, None).await {
                 metrics.set_ready();
                 info!("caches synced");
             }
@@ -217,6 +217,26 @@ pub async fn run<P: CloudProvider>(
         let _ = gc.await;
     }
     info!("NodeClaim controller stopped");
+}
+
+/// Whether the store has its initial list, waiting up to `limit` (forever when `None`).
+///
+/// kube's `wait_until_ready` wakes only the most recent waiter (one oneshot receiver shared by all), and
+/// the controller itself waits on the claim store: short polls keep every waiter making progress.
+async fn synced<K>(store: &Store<K>, limit: Option<Duration>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+    loop {
+        if let Ok(result) = tokio::time::timeout(Duration::from_millis(50), store.wait_until_ready()).await {
+            return result.is_ok();
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            return false;
+        }
+    }
 }
 
 fn error_policy<P: CloudProvider>(claim: Arc<NodeClaim>, error: &Error, _ctx: Arc<Ctx<P>>) -> Action {
@@ -257,7 +277,9 @@ async fn reconcile_claim<P: CloudProvider>(claim: &NodeClaim, ctx: &Ctx<P>) -> R
     }
 
     // Nodes come from the watch cache; before its first list everything would look unregistered.
-    let _ = tokio::time::timeout(Duration::from_secs(10), ctx.nodes.wait_until_ready()).await;
+    if !synced(&ctx.nodes, Some(Duration::from_secs(10))).await {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
 
     let mut status = claim.status.clone().unwrap_or_default();
     let launch =
@@ -273,36 +295,46 @@ async fn reconcile_claim<P: CloudProvider>(claim: &NodeClaim, ctx: &Ctx<P>) -> R
             .collect(),
         None => Vec::new(),
     };
-    if let (Launch::Launched, Some(id), true) = (&launch, &status.provider_id, nodes.is_empty()) {
-        if claim.condition_is_true(types::REGISTERED) {
-            // The cache may lag; ask the cloud before concluding the instance is gone.
-            match ctx.provider.get(id).await {
-                Err(e) if e.is_not_found() => {
-                    info!(nodeclaim = %name, provider_id = %id, "instance is gone; deleting the NodeClaim");
-                    claims
-                        .delete(&name, &DeleteParams::background())
-                        .await
-                        .map_err(kube_err(format!("deleting NodeClaim {name} whose instance is gone")))?;
-                    return Ok(Action::await_change());
-                }
-                Err(source) => return Err(Error::Cloud { context: format!("getting {id}"), source }),
-                Ok(_) => return Ok(Action::requeue(Duration::from_secs(1))),
+    if let (Launch::Launched, Some(id), true) = (&launch, &status.provider_id, nodes.is_empty())
+        && claim.condition_is_true(types::REGISTERED)
+    {
+        // The cache may lag; ask the cloud before concluding the instance is gone.
+        match ctx.provider.get(id).await {
+            Err(e) if e.is_not_found() => {
+                info!(nodeclaim = %name, provider_id = %id, "instance is gone; deleting the NodeClaim");
+                claims
+                    .delete(&name, &DeleteParams::background())
+                    .await
+                    .map_err(kube_err(format!("deleting NodeClaim {name} whose instance is gone")))?;
+                return Ok(Action::await_change());
             }
+            Err(source) => return Err(Error::Cloud { context: format!("getting {id}"), source }),
+            Ok(_) => return Ok(Action::requeue(Duration::from_secs(1))),
         }
     }
     if let [node] = nodes.as_mut_slice() {
-        *node = register(ctx, claim, node).await?;
-        status.node_name = node.metadata.name.clone();
+        match register(ctx, claim, node).await {
+            Ok(registered) => {
+                status.node_name = registered.metadata.name.clone();
+                *node = registered;
+            }
+            // Still write what the launch produced (a lost providerID would mean another create call);
+            // the Node counts as unregistered until the next pass.
+            Err(e) => {
+                warn!(nodeclaim = %name, error = %error_chain(&e), "registration failed; retrying");
+                nodes.clear();
+            }
+        }
     }
 
     let mut observed = claim.clone();
     observed.status = Some(status.clone());
     let node_refs: Vec<&Node> = nodes.iter().collect();
     let desired = conditions::compute(&observed, &launch, &node_refs);
-    if let ([node], true) = (nodes.as_slice(), desired[2].status == "True") {
-        if node.labels().get(INITIALIZED_LABEL).map(String::as_str) != Some("true") {
-            label_node(ctx, node, INITIALIZED_LABEL).await?;
-        }
+    if let ([node], true) = (nodes.as_slice(), desired[2].status == "True")
+        && node.labels().get(INITIALIZED_LABEL).map(String::as_str) != Some("true")
+    {
+        label_node(ctx, node, INITIALIZED_LABEL).await?;
     }
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let existing = claim.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
@@ -337,13 +369,16 @@ async fn launch<P: CloudProvider>(
             };
             info!(nodeclaim = %name, %provider_id, "launched");
             ctx.metrics.created.inc();
-            // Karpenter copies the instance's labels onto the claim; only new keys, so KAITO's stay KAITO's.
+            // Karpenter copies the instance's labels onto the claim. Only keys nobody else set, so KAITO's
+            // stay KAITO's; plus the ones this manager applied before (a retried launch), because an apply
+            // that leaves out a key it owns removes that label.
+            let ours = labels_applied_by(claim, FIELD_MANAGER);
             let new_labels: BTreeMap<String, String> = launched
                 .metadata
                 .labels
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|(k, _)| !claim.labels().contains_key(k) && k != "kubernetes.io/hostname")
+                .filter(|(k, _)| (!claim.labels().contains_key(k) || ours.contains(k)) && k != "kubernetes.io/hostname")
                 .collect();
             if !new_labels.is_empty() {
                 let patch = json!({
@@ -380,10 +415,51 @@ async fn launch<P: CloudProvider>(
     }
 }
 
+/// Label keys that `manager` owns through server-side apply on the main resource (from `managedFields`).
+pub fn labels_applied_by(claim: &NodeClaim, manager: &str) -> std::collections::BTreeSet<String> {
+    claim
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| {
+            m.manager.as_deref() == Some(manager)
+                && m.operation.as_deref() == Some("Apply")
+                && m.subresource.as_deref().unwrap_or("").is_empty()
+        })
+        .filter_map(|m| m.fields_v1.as_ref())
+        .filter_map(|f| f.0.get("f:metadata")?.get("f:labels")?.as_object())
+        .flat_map(|labels| labels.keys().filter_map(|k| k.strip_prefix("f:")).map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
 /// Karpenter's registration: claim labels and taints onto the Node, the registered label, no unregistered
-/// taint. A merge patch with the Node's resourceVersion, so a concurrent change makes us retry, not clobber.
+/// taint. The merge patch carries the Node's resourceVersion so a concurrent change (kwok's heartbeat, KCM's
+/// taint removal) is retried on a fresh copy instead of being overwritten.
 async fn register<P: CloudProvider>(ctx: &Ctx<P>, claim: &NodeClaim, node: &Node) -> Result<Node, Error> {
     let node_name = node.name_any();
+    let nodes = Api::<Node>::all(ctx.client.clone());
+    let mut current = node.clone();
+    for attempt in 0..3 {
+        let Some(patch) = registration_patch(claim, &current) else {
+            return Ok(current);
+        };
+        if attempt == 0 {
+            info!(nodeclaim = %claim.name_any(), node = %node_name, "registering node");
+        }
+        match nodes.patch(&node_name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(patched) => return Ok(patched),
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < 2 => {
+                current = nodes.get(&node_name).await.map_err(kube_err(format!("reading Node {node_name}")))?;
+            }
+            Err(source) => return Err(Error::Kube { context: format!("registering Node {node_name}"), source }),
+        }
+    }
+    Ok(current)
+}
+
+/// The merge patch that registers `node` for `claim`, or `None` when it is registered already (pure).
+pub fn registration_patch(claim: &NodeClaim, node: &Node) -> Option<serde_json::Value> {
     let current: Vec<Taint> = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
     let mut taints: Vec<Taint> = current.iter().filter(|t| t.key != klabels::UNREGISTERED_TAINT).cloned().collect();
     for t in &claim.spec.taints {
@@ -401,17 +477,12 @@ async fn register<P: CloudProvider>(ctx: &Ctx<P>, claim: &NodeClaim, node: &Node
         missing.insert(REGISTERED_LABEL.to_string(), "true".to_string());
     }
     if missing.is_empty() && taints == current {
-        return Ok(node.clone());
+        return None;
     }
-    let patch = json!({
+    Some(json!({
         "metadata": {"resourceVersion": node.resource_version(), "labels": missing},
         "spec": {"taints": taints},
-    });
-    info!(nodeclaim = %claim.name_any(), node = %node_name, "registering node");
-    Api::<Node>::all(ctx.client.clone())
-        .patch(&node_name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(kube_err(format!("registering Node {node_name}")))
+    }))
 }
 
 async fn label_node<P: CloudProvider>(ctx: &Ctx<P>, node: &Node, label: &str) -> Result<(), Error> {
@@ -537,5 +608,102 @@ async fn garbage_collect<P: CloudProvider>(
                 Err(e) => warn!(nodeclaim = %name, error = %e, "garbage collection: reading NodeClaim failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kaito_api::karpenter::NodeClaimStatus;
+
+    use super::*;
+
+    #[test]
+    fn status_uses_karpenter_field_names() {
+        // The CRD's schema says providerID/imageID; anything else is rejected by server-side apply.
+        let status = NodeClaimStatus {
+            provider_id: Some("kwok://a".into()),
+            image_id: Some("img".into()),
+            ..NodeClaimStatus::default()
+        };
+        let value = serde_json::to_value(&status).expect("serializes");
+        assert_eq!(value, json!({"providerID": "kwok://a", "imageID": "img"}));
+    }
+
+    #[test]
+    fn registration_removes_the_unregistered_taint_and_labels_the_node_once() {
+        let mut claim = NodeClaim::new("ws1", Default::default());
+        claim.metadata.labels = Some(BTreeMap::from([("kaito.sh/workspace".to_string(), "phi".to_string())]));
+        claim.spec.taints = vec![Taint {
+            key: "sku".into(),
+            value: Some("gpu".into()),
+            effect: "NoSchedule".into(),
+            ..Taint::default()
+        }];
+        let mut node = Node::default();
+        node.metadata.resource_version = Some("7".into());
+        node.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
+            taints: Some(vec![
+                claim.spec.taints[0].clone(),
+                Taint { key: klabels::UNREGISTERED_TAINT.into(), effect: "NoExecute".into(), ..Taint::default() },
+            ]),
+            ..Default::default()
+        });
+        let patch = registration_patch(&claim, &node).expect("needs registration");
+        assert_eq!(
+            patch,
+            json!({
+                "metadata": {"resourceVersion": "7", "labels": {"kaito.sh/workspace": "phi", "karpenter.sh/registered": "true"}},
+                "spec": {"taints": [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}]},
+            })
+        );
+        node.metadata.labels = Some(BTreeMap::from([
+            ("kaito.sh/workspace".to_string(), "phi".to_string()),
+            (REGISTERED_LABEL.to_string(), "true".to_string()),
+        ]));
+        node.spec.as_mut().expect("spec").taints = Some(claim.spec.taints.clone());
+        assert_eq!(registration_patch(&claim, &node), None);
+    }
+
+    #[test]
+    fn labels_owned_through_apply() {
+        let mut claim = NodeClaim::new("ws1", Default::default());
+        let entry = |manager: &str, operation: &str, subresource: Option<&str>, fields: serde_json::Value| {
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                manager: Some(manager.into()),
+                operation: Some(operation.into()),
+                subresource: subresource.map(str::to_string),
+                fields_v1: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1(fields)),
+                ..Default::default()
+            }
+        };
+        claim.metadata.managed_fields = Some(vec![
+            entry(
+                FIELD_MANAGER,
+                "Apply",
+                None,
+                json!({"f:metadata": {"f:labels": {"f:node.kubernetes.io/instance-type": {}}}}),
+            ),
+            entry(FIELD_MANAGER, "Apply", Some("status"), json!({"f:status": {}})),
+            entry("kaito-controller", "Apply", None, json!({"f:metadata": {"f:labels": {"f:kaito.sh/workspace": {}}}})),
+        ]);
+        assert_eq!(
+            labels_applied_by(&claim, FIELD_MANAGER).into_iter().collect::<Vec<_>>(),
+            vec!["node.kubernetes.io/instance-type".to_string()]
+        );
+    }
+
+    #[test]
+    fn node_class_filter() {
+        let filter = NodeClassFilter::default();
+        let class = |g: &str, k: &str| NodeClassReference { group: g.into(), kind: k.into(), name: "default".into() };
+        assert!(filter.accepts(&class("kaito.sh", "KaitoNodeClass")));
+        assert!(filter.accepts(&class("karpenter.kwok.sh", "KWOKNodeClass")));
+        assert!(!filter.accepts(&class("karpenter.azure.com", "AKSNodeClass")));
+        assert!(NodeClassFilter { accept_all: true, accepted: vec![] }.accepts(&class("x", "Y")));
+        assert_eq!(
+            NodeClassFilter::parse_entry("karpenter.k8s.aws/EC2NodeClass"),
+            Some(("karpenter.k8s.aws".to_string(), "EC2NodeClass".to_string()))
+        );
+        assert_eq!(NodeClassFilter::parse_entry("EC2NodeClass"), None);
     }
 }

@@ -116,13 +116,17 @@ async fn main() -> anyhow::Result<()> {
 
     let metrics = Arc::new(Metrics::new());
     let mut server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone(), stopped(stop_rx.clone())));
-    let controller = kaito_provisioner::run(client, Arc::new(provider), options, metrics, stopped(stop_rx));
+    let controller = kaito_provisioner::run(client, Arc::new(provider), options, metrics, stopped(stop_rx.clone()));
     tokio::pin!(controller);
     tokio::select! {
         () = &mut controller => {}
         served = &mut server => {
             served.context("metrics server task")??;
-            bail!("the metrics server stopped unexpectedly");
+            if !*stop_rx.borrow() {
+                bail!("the metrics server stopped unexpectedly");
+            }
+            controller.await;
+            return Ok(());
         }
     }
     server.await.context("metrics server task")??;
