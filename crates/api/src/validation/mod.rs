@@ -10,6 +10,8 @@
 //! the object as written (`inference.preset.name`, `spec.embedding`, `metadata.annotations[kaito.sh/runtime]`)
 //! and its message says what to do.
 
+#![deny(missing_docs)]
+
 mod common;
 mod inferenceset;
 mod ragengine;
