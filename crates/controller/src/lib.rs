@@ -15,12 +15,29 @@ use std::sync::Arc;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
-/// Starts the Workspace controller on a tokio task; it stops when the returned sender is dropped or fires.
+/// A client for `kube_config` that counts every request it sends in `metrics`.
+pub fn counting_client(kube_config: kube::Config, metrics: Arc<metrics::Metrics>) -> Result<Client, kube::Error> {
+    let count = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+        metrics.api_request(request.method().as_str());
+        request
+    });
+    Ok(kube::client::ClientBuilder::try_from(kube_config)?.with_layer(&count).build())
+}
+
+/// Starts the Workspace controller on a tokio task; it stops when the returned sender fires or is dropped.
 pub fn start(
     client: Client,
     config: config::Config,
 ) -> (tokio::task::JoinHandle<()>, tokio::sync::oneshot::Sender<()>, Arc<metrics::Metrics>) {
-    let metrics = Arc::new(metrics::Metrics::default());
+    start_with_metrics(client, config, Arc::new(metrics::Metrics::default()))
+}
+
+/// [`start`] with metrics the caller already holds (e.g. shared with [`counting_client`]).
+pub fn start_with_metrics(
+    client: Client,
+    config: config::Config,
+    metrics: Arc<metrics::Metrics>,
+) -> (tokio::task::JoinHandle<()>, tokio::sync::oneshot::Sender<()>, Arc<metrics::Metrics>) {
     let reporter = Reporter { controller: config.field_manager.clone(), instance: std::env::var("POD_NAME").ok() };
     let ctx = Arc::new(workspace::Ctx {
         recorder: Recorder::new(client.clone(), reporter),

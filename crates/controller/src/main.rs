@@ -66,10 +66,14 @@ async fn main() -> anyhow::Result<()> {
         namespace: args.namespace,
         ..Config::default()
     };
+    let kube_config = kube::Config::infer()
+        .await
+        .context("reading the Kubernetes client configuration (KUBECONFIG or in-cluster)")?;
+    let metrics = std::sync::Arc::new(kaito_controller::metrics::Metrics::default());
     let client =
-        kube::Client::try_default().await.context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
+        kaito_controller::counting_client(kube_config, metrics.clone()).context("building the Kubernetes client")?;
     tracing::info!(?config, "starting");
-    let (controller, stop, metrics) = kaito_controller::start(client, config);
+    let (controller, stop, metrics) = kaito_controller::start_with_metrics(client, config, metrics);
     let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(kaito_controller::server::serve(args.metrics_addr, metrics, async move {
         let _ = server_stop_rx.await;

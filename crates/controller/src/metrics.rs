@@ -18,6 +18,11 @@ struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: &'static str,
 }
@@ -30,6 +35,7 @@ pub struct Metrics {
     reconcile_seconds: Histogram,
     node_claims_created: Counter,
     workspaces: Family<StateLabel, Gauge>,
+    api_requests: Family<MethodLabel, Counter>,
     states: Mutex<BTreeMap<(String, String), &'static str>>,
 }
 
@@ -52,6 +58,8 @@ impl Default for Metrics {
         let reconcile_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let node_claims_created = Counter::default();
         let workspaces = Family::<StateLabel, Gauge>::default();
+        let api_requests = Family::<MethodLabel, Counter>::default();
+        registry.register("api_requests", "Requests sent to the Kubernetes API by HTTP method", api_requests.clone());
         registry.register("workspace_reconciles", "Workspace reconciles by result", reconciles.clone());
         registry.register("workspace_reconcile_errors", "Workspace reconciles that failed", reconcile_errors.clone());
         registry.register("workspace_reconcile_duration_seconds", "Time one reconcile took", reconcile_seconds.clone());
@@ -64,6 +72,7 @@ impl Default for Metrics {
             reconcile_seconds,
             node_claims_created,
             workspaces,
+            api_requests,
             states: Mutex::new(BTreeMap::new()),
         }
     }
@@ -79,6 +88,11 @@ impl Metrics {
     /// Records a failed reconcile.
     pub fn reconcile_error(&self) {
         self.reconcile_errors.inc();
+    }
+
+    /// Records one request to the Kubernetes API.
+    pub fn api_request(&self, method: &str) {
+        self.api_requests.get_or_create(&MethodLabel { method: method.to_string() }).inc();
     }
 
     /// Records a created NodeClaim.

@@ -62,6 +62,7 @@ pub struct StorageSpec {
     pub persistent_volume: Option<PersistentVolumeSpec>,
     /// An external vector database instead of the built-in index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "vectorDB")]
     pub vector_db: Option<VectorDbSpec>,
 }
 

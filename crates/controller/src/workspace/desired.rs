@@ -370,28 +370,12 @@ fn preset_pod(
     let startup_seconds = startup_timeout_seconds(preset.weight_gib());
     let http_health = json!({"path": "/health", "port": args::INFERENCE_PORT});
     let (startup, liveness, readiness) = if multi_node {
-        let check = |kind: &str| {
-            json!({"exec": {"command": ["python3", "/workspace/vllm/multi-node-health-check.py", kind,
-                                        format!("--leader-address={leader}")]}})
-        };
-        let mut liveness = check("liveness");
-        liveness.as_object_mut().map(|o| {
-            o.extend([
-                ("initialDelaySeconds".into(), json!(60)),
-                ("periodSeconds".into(), json!(10)),
-                ("timeoutSeconds".into(), json!(5)),
-                ("failureThreshold".into(), json!(1)),
-            ])
-        });
-        let mut startup = check("readiness");
-        startup.as_object_mut().map(|o| {
-            o.extend([
-                ("periodSeconds".into(), json!(10)),
-                ("failureThreshold".into(), json!(startup_seconds.div_ceil(10))),
-            ])
-        });
-        let mut readiness = check("readiness");
-        readiness.as_object_mut().map(|o| o.extend([("periodSeconds".into(), json!(10))]));
+        let check = |kind: &str| json!({"command": ["python3", "/workspace/vllm/multi-node-health-check.py", kind, format!("--leader-address={leader}")]});
+        let liveness = json!({"exec": check("liveness"), "initialDelaySeconds": 60, "periodSeconds": 10,
+                              "timeoutSeconds": 5, "failureThreshold": 1});
+        let startup = json!({"exec": check("readiness"), "periodSeconds": 10,
+                             "failureThreshold": startup_seconds.div_ceil(10)});
+        let readiness = json!({"exec": check("readiness"), "periodSeconds": 10});
         (startup, liveness, readiness)
     } else {
         (

@@ -160,12 +160,12 @@ pub fn classify_pods(pods: &[Pod]) -> Option<(&'static str, String)> {
                 format!("pod {name} was evicted: {}", status.message.clone().unwrap_or_default()),
             ));
         }
-        if let Some(c) = status.conditions.iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "False") {
-            if c.reason.as_deref() == Some("Unschedulable") {
-                found.push((5, "Unschedulable", format!(
-                    "pod {name} cannot be scheduled: {}: check the nodes have free GPUs and the labels of resource.labelSelector",
-                    c.message.clone().unwrap_or_default())));
-            }
+        if let Some(c) = status.conditions.iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "False")
+            && c.reason.as_deref() == Some("Unschedulable")
+        {
+            found.push((5, "Unschedulable", format!(
+                "pod {name} cannot be scheduled: {}: check the nodes have free GPUs and the labels of resource.labelSelector",
+                c.message.clone().unwrap_or_default())));
         }
     }
     found.sort_by_key(|(order, _, _)| *order);
