@@ -131,7 +131,7 @@ async fn deploy_and_delete(client: &Client, ns: &str, ws: Workspace, expect_node
 async fn single_node_preset_reaches_succeeded_and_cleans_up() -> anyhow::Result<()> {
     let (client, ns) = setup("e2e-single").await?;
     let _ops = Operators {
-        controller: Some(start_controller(&client, &ns, NodeProvisioner::GpuProvisioner)),
+        controller: Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner)),
         provisioner: Some(start_provisioner(&client, &ns, KwokConfig::default())),
     };
     let ready = deploy_and_delete(&client, &ns, example("inference/kaito_workspace_phi_4_mini.yaml"), 1).await?;
@@ -145,7 +145,7 @@ async fn single_node_preset_reaches_succeeded_and_cleans_up() -> anyhow::Result<
 async fn multi_node_preset_runs_a_statefulset_over_several_nodes() -> anyhow::Result<()> {
     let (client, ns) = setup("e2e-multi").await?;
     let _ops = Operators {
-        controller: Some(start_controller(&client, &ns, NodeProvisioner::GpuProvisioner)),
+        controller: Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner)),
         provisioner: Some(start_provisioner(&client, &ns, KwokConfig::default())),
     };
     let ws = example("inference/kaito_workspace_llama_3_3_70b_instruct.yaml");
@@ -163,7 +163,7 @@ async fn multi_node_preset_runs_a_statefulset_over_several_nodes() -> anyhow::Re
 async fn custom_template_workspace_reaches_succeeded() -> anyhow::Result<()> {
     let (client, ns) = setup("e2e-template").await?;
     let _ops = Operators {
-        controller: Some(start_controller(&client, &ns, NodeProvisioner::GpuProvisioner)),
+        controller: Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner)),
         provisioner: Some(start_provisioner(&client, &ns, KwokConfig::default())),
     };
     deploy_and_delete(&client, &ns, example("inference/kaito_workspace_custom_template.yaml"), 1).await?;
@@ -205,7 +205,7 @@ async fn controller_restart_mid_provisioning_creates_no_duplicate_node_claims() 
     let (client, ns) = setup("e2e-restart").await?;
     let slow = KwokConfig { launch_delay: Duration::from_secs(3), ..KwokConfig::default() };
     let mut ops = Operators {
-        controller: Some(start_controller(&client, &ns, NodeProvisioner::GpuProvisioner)),
+        controller: Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner)),
         provisioner: Some(start_provisioner(&client, &ns, slow)),
     };
     let ws = example("inference/kaito_workspace_llama_3_3_70b_instruct.yaml");
@@ -221,7 +221,7 @@ async fn controller_restart_mid_provisioning_creates_no_duplicate_node_claims() 
     if let Some(controller) = ops.controller.take() {
         controller.abort();
     }
-    ops.controller = Some(start_controller(&client, &ns, NodeProvisioner::GpuProvisioner));
+    ops.controller = Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner));
     let ready = wait_condition(&api, &name, cond::WORKSPACE_SUCCEEDED, "True").await?;
     let target = ready.status.unwrap().target_node_count.unwrap() as usize;
     let claims = claims_of(&client, &ns, &name).await?;
@@ -242,7 +242,7 @@ async fn unavailable_sku_is_reported_in_resource_ready() -> anyhow::Result<()> {
         ..KwokConfig::default()
     };
     let _ops = Operators {
-        controller: Some(start_controller(&client, &ns, NodeProvisioner::GpuProvisioner)),
+        controller: Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner)),
         provisioner: Some(start_provisioner(&client, &ns, unavailable)),
     };
     let ws = example("inference/kaito_workspace_phi_4_mini.yaml");
@@ -273,7 +273,7 @@ async fn unavailable_sku_is_reported_in_resource_ready() -> anyhow::Result<()> {
 async fn pod_failures_are_classified_in_inference_ready() -> anyhow::Result<()> {
     let (client, ns) = setup("e2e-pods").await?;
     let _ops = Operators {
-        controller: Some(start_controller(&client, &ns, NodeProvisioner::GpuProvisioner)),
+        controller: Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner)),
         provisioner: Some(start_provisioner(&client, &ns, KwokConfig::default())),
     };
     let api: Api<Workspace> = Api::namespaced(client.clone(), &ns);
@@ -304,6 +304,28 @@ async fn pod_failures_are_classified_in_inference_ready() -> anyhow::Result<()> 
         Ok(api.list(&ListParams::default()).await?.items.is_empty().then_some(()))
     })
     .await?;
+    delete_namespace(&client, &ns).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_invalid_workspace_gets_a_status_that_says_what_to_do_and_no_nodes() -> anyhow::Result<()> {
+    let (client, ns) = setup("e2e-invalid").await?;
+    let _ops = Operators {
+        controller: Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner)),
+        provisioner: Some(start_provisioner(&client, &ns, KwokConfig::default())),
+    };
+    let api: Api<Workspace> = Api::namespaced(client.clone(), &ns);
+    let mut ws = example("inference/kaito_workspace_phi_4_mini.yaml");
+    ws.spec.inference.as_mut().unwrap().preset.as_mut().unwrap().name = "no-such-model".into();
+    api.create(&PostParams::default(), &ws).await?;
+    let invalid = wait_condition(&api, &ws.name_any(), cond::WORKSPACE_SUCCEEDED, "False").await?;
+    let condition = invalid.condition(cond::WORKSPACE_SUCCEEDED).unwrap();
+    assert_eq!(condition.reason, "InvalidWorkspace");
+    assert!(condition.message.contains("inference.preset.name"), "{}", condition.message);
+    assert!(claims_of(&client, &ns, &ws.name_any()).await?.is_empty(), "nothing billable for an invalid Workspace");
+    api.delete(&ws.name_any(), &DeleteParams::default()).await?;
+    eventually("cleanup", WAIT, || async { Ok(api.get_opt(&ws.name_any()).await?.is_none().then_some(())) }).await?;
     delete_namespace(&client, &ns).await;
     Ok(())
 }

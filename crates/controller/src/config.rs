@@ -1,35 +1,10 @@
 //! Controller settings, with upstream KAITO's flag names where they exist.
 
-use std::str::FromStr;
-
 use kaito_api::karpenter::NodeClassReference;
 use kaito_core::Cloud;
 
-/// How GPU nodes come to exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum NodeProvisioner {
-    /// KAITO creates Karpenter `NodeClaim`s directly; a provisioner (Azure gpu-provisioner, or the simulated
-    /// cloud `kaito-provisioner`) fulfils them.
-    #[default]
-    GpuProvisioner,
-    /// KAITO creates one Karpenter `NodePool` per Workspace and Karpenter creates the NodeClaims.
-    Karpenter,
-    /// Bring your own: nodes already exist and are selected by `resource.labelSelector`.
-    Byo,
-}
-
-impl FromStr for NodeProvisioner {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "azure-gpu-provisioner" | "gpu-provisioner" => Ok(NodeProvisioner::GpuProvisioner),
-            "karpenter" => Ok(NodeProvisioner::Karpenter),
-            "byo" => Ok(NodeProvisioner::Byo),
-            other => Err(format!("unknown node provisioner {other:?}: use azure-gpu-provisioner, karpenter or byo")),
-        }
-    }
-}
+/// How GPU nodes come to exist (the `--node-provisioner` flag), shared with the admission rules.
+pub use kaito_api::validation::NodeProvisioner;
 
 /// Everything the Workspace controller needs to know about its environment.
 #[derive(Debug, Clone)]
@@ -65,7 +40,7 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            node_provisioner: NodeProvisioner::GpuProvisioner,
+            node_provisioner: NodeProvisioner::AzureGpuProvisioner,
             cloud: Cloud::Azure,
             node_class_ref: Config::default_node_class(Cloud::Azure),
             inference_image: "mcr.microsoft.com/aks/kaito/kaito-base:0.5.0".into(),

@@ -208,7 +208,7 @@ fn node_affinity(ws: &Workspace, names: &Names, config: &Config) -> Value {
         .into_iter()
         .map(|(k, v)| json!({"key": k, "operator": "In", "values": [v]}))
         .collect();
-    if config.node_provisioner == NodeProvisioner::GpuProvisioner {
+    if config.node_provisioner == NodeProvisioner::AzureGpuProvisioner {
         expressions.push(json!({"key": LABEL_WORKSPACE, "operator": "In", "values": [names.name]}));
         expressions.push(json!({"key": LABEL_WORKSPACE_NAMESPACE, "operator": "In", "values": [names.namespace]}));
     }

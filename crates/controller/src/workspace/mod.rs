@@ -24,6 +24,7 @@ use kaito_api::labels::{
     LABEL_WORKSPACE_NAMESPACE, WORKSPACE_FINALIZER,
 };
 use kaito_api::v1beta1::{Workspace, WorkspaceStatus};
+use kaito_api::validation::{ValidationContext, validate_workspace_create};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -188,7 +189,7 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
     let claims: Vec<NodeClaim> = match ctx.config.node_provisioner {
         // A direct list (not a cache) reads our own writes, so a restart or a stale watch never makes us
         // create a second NodeClaim for the same slot.
-        NodeProvisioner::GpuProvisioner => {
+        NodeProvisioner::AzureGpuProvisioner => {
             claims_api
                 .list(&ListParams::default().labels(&workspace_selector(&names)))
                 .await
@@ -199,7 +200,16 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
     };
     let nodes = list_nodes(ws, &names, ctx).await?;
 
-    // --- resolve (pure) --------------------------------------------------------------------------------
+    // --- validate and resolve (pure) ------------------------------------------------------------------------
+    // The admission rules run here too: a Workspace admitted without the webhook (or before a rule existed)
+    // still gets the same message, in status instead of from kubectl.
+    let rules = ValidationContext::offline(ctx.config.node_provisioner, ctx.config.cloud);
+    let outcome = validate_workspace_create(ws, &rules);
+    if let Some(first) = outcome.violations.first() {
+        let message = outcome.violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        return report_invalid_message(ws, &names, ctx, &workspaces, "InvalidWorkspace", message, &first.field).await;
+    }
+
     let byo_labels = nodes.iter().find(|n| status::node_is_ready(n)).map(|n| n.labels().clone());
     let resolved = match resolve::resolve(ws, &ctx.config, byo_labels.as_ref()) {
         Ok(resolved) => Some(resolved),
@@ -223,11 +233,11 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
     let revision = ensure_revision(ws, &names, ctx, &workspaces).await?;
 
     // --- provision ---------------------------------------------------------------------------------------
-    if ctx.config.node_provisioner == NodeProvisioner::GpuProvisioner {
+    if ctx.config.node_provisioner == NodeProvisioner::AzureGpuProvisioner {
         create_missing_claims(ws, &names, &resolved, &claims, &nodes, ctx).await?;
     }
     for node in nodes.iter().filter(|n| status::node_is_ready(n) && !n.labels().contains_key(LABEL_ACCELERATOR)) {
-        if ctx.config.node_provisioner == NodeProvisioner::GpuProvisioner {
+        if ctx.config.node_provisioner == NodeProvisioner::AzureGpuProvisioner {
             label_accelerator(node, ctx).await?;
         }
     }
@@ -256,7 +266,7 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
         _ => None,
     };
     let computed = status::compute(&status::Observed {
-        uses_node_claims: ctx.config.node_provisioner == NodeProvisioner::GpuProvisioner,
+        uses_node_claims: ctx.config.node_provisioner == NodeProvisioner::AzureGpuProvisioner,
         target_nodes: resolved.target_nodes,
         instance_type: resolved.instance_type.as_deref(),
         gpus_per_node: resolved.gpus_per_node,
@@ -272,7 +282,7 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
 async fn list_nodes(ws: &Workspace, names: &Names, ctx: &Ctx) -> Result<Vec<Node>, Error> {
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let selector = match ctx.config.node_provisioner {
-        NodeProvisioner::GpuProvisioner => workspace_selector(names),
+        NodeProvisioner::AzureGpuProvisioner => workspace_selector(names),
         _ => {
             let labels = resolve::sanitized_match_labels(ws);
             if labels.is_empty() {
@@ -291,13 +301,25 @@ async fn report_invalid(
     workspaces: &Api<Workspace>,
     err: &resolve::ResolveError,
 ) -> Result<Action, Error> {
-    let message = err.to_string();
+    report_invalid_message(ws, names, ctx, workspaces, err.reason(), err.to_string(), "").await
+}
+
+async fn report_invalid_message(
+    ws: &Workspace,
+    names: &Names,
+    ctx: &Ctx,
+    workspaces: &Api<Workspace>,
+    reason: &str,
+    message: String,
+    field: &str,
+) -> Result<Action, Error> {
     let computed = status::compute(&status::Observed {
-        invalid: Some((err.reason(), message.clone())),
+        invalid: Some((reason, message.clone())),
         ..observed(ws, &[], &[], None, &[])
     });
     if write_status(ws, names, ctx, workspaces, computed).await? {
-        publish(ctx, ws, EventType::Warning, err.reason(), "Validate", message).await;
+        warn!(workspace = %names.name, namespace = %names.namespace, field, %message, "invalid Workspace");
+        publish(ctx, ws, EventType::Warning, reason, "Validate", message).await;
     }
     // Only a change to the Workspace can fix it; the watch delivers that.
     Ok(Action::await_change())
