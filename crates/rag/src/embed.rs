@@ -118,7 +118,9 @@ pub struct LocalOptions {
 
 impl Default for LocalOptions {
     fn default() -> Self {
-        Self { batch_size: 32, batch_tokens: 8192 }
+        // 2,048 tokens keeps the attention scores of one batch (batch x heads x len x len
+        // floats) near 25 MB for 256-token chunks, so peak memory stays low.
+        Self { batch_size: 32, batch_tokens: 2048 }
     }
 }
 
@@ -132,6 +134,9 @@ pub struct LocalEmbedder {
     tokenizer: Tokenizer,
     counter: Tokenizer,
     device: Device,
+    /// Serialises bulk forward passes: they already use every core, and running two at once
+    /// only doubles the memory of their intermediate tensors.
+    bulk: std::sync::Mutex<()>,
     dim: usize,
     max_seq_length: usize,
     pooling: Pooling,
@@ -229,6 +234,7 @@ impl LocalEmbedder {
             tokenizer,
             counter,
             device,
+            bulk: std::sync::Mutex::new(()),
             dim: config.hidden_size,
             max_seq_length,
             pooling,
@@ -287,6 +293,11 @@ impl LocalEmbedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
+        let _bulk = self.bulk.lock().unwrap_or_else(|p| p.into_inner());
+        self.embed_unlocked(texts)
+    }
+
+    fn embed_unlocked(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let encodings =
             self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         let tokens: usize = encodings.iter().map(|e| e.get_ids().len()).sum();
@@ -381,7 +392,7 @@ fn query_worker(weak: &std::sync::Weak<LocalEmbedder>, rx: &std::sync::mpsc::Rec
             return;
         };
         let texts: Vec<&str> = jobs.iter().map(|(t, _)| t.as_str()).collect();
-        match model.embed(&texts) {
+        match model.embed_unlocked(&texts) {
             Ok(vectors) => {
                 for ((_, done), v) in jobs.into_iter().zip(vectors) {
                     let _ = done.send(Ok(v));

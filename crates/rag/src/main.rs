@@ -5,6 +5,11 @@ use clap::Parser;
 use kaito_rag::config::Config;
 use tracing_subscriber::EnvFilter;
 
+// mimalloc returns freed memory to the system promptly; with glibc's allocator the large,
+// short-lived tensors of the embedding model fragment the heap and inflate the RSS.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
