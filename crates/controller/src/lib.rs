@@ -8,6 +8,7 @@
 pub mod config;
 pub mod metrics;
 pub mod server;
+pub mod webhook;
 pub mod workspace;
 
 use std::sync::Arc;
