@@ -281,6 +281,25 @@ async fn reconcile_claim<P: CloudProvider>(claim: &NodeClaim, ctx: &Ctx<P>) -> R
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
 
+    // The watch cache lags behind this controller's own writes (by seconds under load): a cached claim
+    // without a providerID may have been launched by the previous pass. Launching from that copy would call
+    // `create` again and compute the claim's labels and status from outdated data (the label apply left out
+    // labels the previous pass had applied, so SSA removed them and a Ready claim lost its instance labels),
+    // so the launch decision is made on the claim as the API server has it now.
+    let live;
+    let claim = if claim.status.as_ref().and_then(|s| s.provider_id.as_ref()).is_none() {
+        match claims.get_opt(&name).await.map_err(kube_err(format!("reading NodeClaim {name}")))? {
+            Some(current) if current.meta().deletion_timestamp.is_none() => {
+                live = current;
+                &live
+            }
+            // Deleted meanwhile: the watch event brings the claim back for termination.
+            _ => return Ok(Action::requeue(Duration::from_secs(1))),
+        }
+    } else {
+        claim
+    };
+
     let mut status = claim.status.clone().unwrap_or_default();
     let launch =
         if status.provider_id.is_some() { Launch::Launched } else { launch(claim, &claims, ctx, &mut status).await? };
@@ -369,17 +388,8 @@ async fn launch<P: CloudProvider>(
             };
             info!(nodeclaim = %name, %provider_id, "launched");
             ctx.metrics.created.inc();
-            // Karpenter copies the instance's labels onto the claim. Only keys nobody else set, so KAITO's
-            // stay KAITO's; plus the ones this manager applied before (a retried launch), because an apply
-            // that leaves out a key it owns removes that label.
-            let ours = labels_applied_by(claim, FIELD_MANAGER);
-            let new_labels: BTreeMap<String, String> = launched
-                .metadata
-                .labels
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(k, _)| (!claim.labels().contains_key(k) || ours.contains(k)) && k != "kubernetes.io/hostname")
-                .collect();
+            // Karpenter copies the instance's labels onto the claim (before the status says Launched).
+            let new_labels = instance_labels_to_apply(claim, &launched.metadata.labels.unwrap_or_default());
             if !new_labels.is_empty() {
                 let patch = json!({
                     "apiVersion": "karpenter.sh/v1",
@@ -413,6 +423,20 @@ async fn launch<P: CloudProvider>(
             Ok(Launch::Failed { message })
         }
     }
+}
+
+/// The instance labels the launch applies onto `claim` (pure): all but `kubernetes.io/hostname` and keys
+/// another writer set on the claim, so KAITO's stay KAITO's. Keys [`FIELD_MANAGER`] applied before (a
+/// retried launch) stay in the set, because an apply that leaves out a key its manager owns removes that
+/// label. `claim` must be current (read from the API server, not the watch cache): the ownership in a stale
+/// copy is not the ownership the apply is judged against.
+pub fn instance_labels_to_apply(claim: &NodeClaim, instance: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let ours = labels_applied_by(claim, FIELD_MANAGER);
+    instance
+        .iter()
+        .filter(|(k, _)| (!claim.labels().contains_key(*k) || ours.contains(*k)) && *k != "kubernetes.io/hostname")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// Label keys that `manager` owns through server-side apply on the main resource (from `managedFields`).
@@ -690,6 +714,63 @@ mod tests {
             labels_applied_by(&claim, FIELD_MANAGER).into_iter().collect::<Vec<_>>(),
             vec!["node.kubernetes.io/instance-type".to_string()]
         );
+    }
+
+    #[test]
+    fn a_retried_launch_reapplies_every_instance_label_it_applied_before() {
+        let mut claim = NodeClaim::new("ws1", Default::default());
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        // KAITO created the claim with its labels; the first launch applied the instance's.
+        claim.metadata.labels = Some(labels(&[
+            ("kaito.sh/workspace", "phi"),
+            ("karpenter.sh/nodepool", "kaito"),
+            ("node.kubernetes.io/instance-type", "Standard_NC24ads_A100_v4"),
+            ("kubernetes.io/os", "linux"),
+        ]));
+        claim.metadata.managed_fields = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                manager: Some(FIELD_MANAGER.into()),
+                operation: Some("Apply".into()),
+                fields_v1: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1(json!({"f:metadata": {
+                    "f:labels": {"f:node.kubernetes.io/instance-type": {}, "f:kubernetes.io/os": {}},
+                }}))),
+                ..Default::default()
+            },
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                manager: Some("kaito-controller".into()),
+                operation: Some("Update".into()),
+                fields_v1: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1(json!({"f:metadata": {
+                    "f:labels": {"f:kaito.sh/workspace": {}, "f:karpenter.sh/nodepool": {}},
+                }}))),
+                ..Default::default()
+            },
+        ]);
+        // The instance meanwhile got registered, so it has a label more than at the first launch.
+        let instance = labels(&[
+            ("kaito.sh/workspace", "phi"),
+            ("karpenter.sh/nodepool", "kaito"),
+            ("karpenter.sh/registered", "true"),
+            ("kubernetes.io/hostname", "ws1"),
+            ("kubernetes.io/os", "linux"),
+            ("node.kubernetes.io/instance-type", "Standard_NC24ads_A100_v4"),
+        ]);
+        // Leaving out instance-type and os (present on the claim) would make SSA remove them.
+        assert_eq!(
+            instance_labels_to_apply(&claim, &instance),
+            labels(&[
+                ("karpenter.sh/registered", "true"),
+                ("kubernetes.io/os", "linux"),
+                ("node.kubernetes.io/instance-type", "Standard_NC24ads_A100_v4"),
+            ])
+        );
+        // A first launch applies everything KAITO did not set.
+        claim.metadata.labels = Some(labels(&[("kaito.sh/workspace", "phi"), ("karpenter.sh/nodepool", "kaito")]));
+        claim.metadata.managed_fields = None;
+        let first = instance_labels_to_apply(&claim, &instance);
+        assert!(first.contains_key("node.kubernetes.io/instance-type"));
+        assert!(!first.contains_key("kaito.sh/workspace") && !first.contains_key("kubernetes.io/hostname"));
     }
 
     #[test]
