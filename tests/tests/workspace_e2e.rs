@@ -329,3 +329,75 @@ async fn an_invalid_workspace_gets_a_status_that_says_what_to_do_and_no_nodes() 
     delete_namespace(&client, &ns).await;
     Ok(())
 }
+
+/// Plays Karpenter for the test: for each NodePool of the namespace, keeps `spec.replicas` kwok GPU nodes with
+/// the pool's template labels, and removes them when the pool is deleted.
+async fn fake_karpenter(client: Client, ns: String) {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let gvk = GroupVersionKind::gvk("karpenter.sh", "v1", "NodePool");
+    let pools: Api<DynamicObject> =
+        Api::all_with(client.clone(), &ApiResource::from_gvk_with_plural(&gvk, "nodepools"));
+    let nodes: Api<Node> = Api::all(client.clone());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../hack/add-gpu-node.sh");
+    let selector = format!("karpenter.kaito.sh/workspace-namespace={ns}");
+    loop {
+        let live: Vec<DynamicObject> =
+            pools.list(&ListParams::default().labels(&selector)).await.map(|l| l.items).unwrap_or_default();
+        let mut wanted = BTreeSet::new();
+        for pool in &live {
+            let replicas = pool.data["spec"]["replicas"].as_u64().unwrap_or(0);
+            let labels = pool.data["spec"]["template"]["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+            let sku =
+                pool.data["spec"]["template"]["spec"]["requirements"][0]["values"][0].as_str().unwrap_or_default();
+            for i in 0..replicas {
+                let name = format!("karp-{}-{i}", pool.name_any());
+                wanted.insert(name.clone());
+                if nodes.get_opt(&name).await.ok().flatten().is_none() {
+                    let mut args = vec![name, sku.to_string(), "1".into(), "81920".into()];
+                    args.extend(labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())));
+                    let _ = std::process::Command::new(script).args(&args).output();
+                }
+            }
+        }
+        let ours = nodes.list(&ListParams::default().labels(&selector)).await.map(|l| l.items).unwrap_or_default();
+        for node in ours.iter().filter(|n| !wanted.contains(&n.name_any())) {
+            let _ = nodes.delete(&node.name_any(), &DeleteParams::default()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn karpenter_mode_makes_one_node_pool_per_workspace() -> anyhow::Result<()> {
+    let (client, ns) = setup("e2e-karpenter").await?;
+    let _ops = Operators {
+        controller: Some(start_controller(&client, &ns, NodeProvisioner::Karpenter)),
+        provisioner: Some(tokio::spawn(fake_karpenter(client.clone(), ns.clone()))),
+    };
+    let api: Api<Workspace> = Api::namespaced(client.clone(), &ns);
+    let ws = example("inference/kaito_workspace_phi_4_mini.yaml");
+    let name = ws.name_any();
+    api.create(&PostParams::default(), &ws).await?;
+    let ready = wait_condition(&api, &name, cond::WORKSPACE_SUCCEEDED, "True").await?;
+    assert_eq!(ready.status.unwrap().worker_nodes.unwrap_or_default().len(), 1);
+    let pool_name = format!("{ns}-{name}");
+    let gvk = kube::api::GroupVersionKind::gvk("karpenter.sh", "v1", "NodePool");
+    let pools: Api<kube::api::DynamicObject> =
+        Api::all_with(client.clone(), &kube::api::ApiResource::from_gvk_with_plural(&gvk, "nodepools"));
+    let pool = pools.get(&pool_name).await?;
+    assert_eq!(pool.data["spec"]["replicas"], 1, "a static pool of targetNodeCount nodes");
+    assert_eq!(pool.labels().get("karpenter.kaito.sh/managed-by").map(String::as_str), Some("kaito"));
+
+    api.delete(&name, &DeleteParams::default()).await?;
+    eventually("workspace, NodePool and nodes gone", WAIT, || async {
+        let nodes: Api<Node> = Api::all(client.clone());
+        let selector = format!("karpenter.kaito.sh/workspace-namespace={ns}");
+        let gone = api.get_opt(&name).await?.is_none()
+            && pools.get_opt(&pool_name).await?.is_none()
+            && nodes.list(&ListParams::default().labels(&selector)).await?.items.is_empty();
+        Ok(gone.then_some(()))
+    })
+    .await?;
+    delete_namespace(&client, &ns).await;
+    Ok(())
+}

@@ -34,6 +34,28 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Serve the validating admission webhook (HTTPS) on this address, e.g. 0.0.0.0:9443 (default: off).
+    #[arg(long, env = "WEBHOOK_ADDR")]
+    webhook_addr: Option<SocketAddr>,
+    /// Name of the webhook Service, for the serving certificate's DNS names.
+    #[arg(long, env = "WEBHOOK_SERVICE", default_value = "kaito-workspace-webhook")]
+    webhook_service: String,
+    /// The operator's namespace (certificate Secret, default ConfigMaps); unset keeps the certificate in memory.
+    #[arg(long, env = "RELEASE_NAMESPACE")]
+    release_namespace: Option<String>,
+    /// Secret holding the webhook's self-managed serving certificate.
+    #[arg(long, default_value = "kaito-webhook-cert")]
+    webhook_secret: String,
+    /// Use tls.crt/tls.key from this directory (cert-manager) instead of a self-managed certificate.
+    #[arg(long)]
+    webhook_cert_dir: Option<std::path::PathBuf>,
+    /// ValidatingWebhookConfigurations whose caBundle the operator keeps current (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "validation.workspace.kaito.sh,validation.ragengine.kaito.sh,validation.inferenceset.kaito.sh"
+    )]
+    webhook_configurations: Vec<String>,
 }
 
 fn node_class(spec: &str) -> anyhow::Result<NodeClassReference> {
@@ -55,9 +77,6 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    if args.node_provisioner == NodeProvisioner::Karpenter {
-        anyhow::bail!("--node-provisioner=karpenter is not implemented yet: use azure-gpu-provisioner or byo");
-    }
     let config = Config {
         node_provisioner: args.node_provisioner,
         cloud: args.cloud,
@@ -76,6 +95,26 @@ async fn main() -> anyhow::Result<()> {
     let client =
         kaito_controller::counting_client(kube_config, metrics.clone()).context("building the Kubernetes client")?;
     tracing::info!(?config, "starting");
+    let (webhook_stop_tx, webhook_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let webhook = args.webhook_addr.map(|addr| {
+        let options = kaito_controller::webhook::run::Options {
+            addr,
+            service: args.webhook_service.clone(),
+            namespace: args.release_namespace.clone(),
+            secret: args.webhook_secret.clone(),
+            // With cert-manager its CA injector owns the caBundle: the operator leaves the configurations alone.
+            webhook_configurations: if args.webhook_cert_dir.is_some() {
+                Vec::new()
+            } else {
+                args.webhook_configurations.clone()
+            },
+            cert_dir: args.webhook_cert_dir.clone(),
+        };
+        let base = kaito_api::validation::ValidationContext::offline(config.node_provisioner, config.cloud);
+        tokio::spawn(kaito_controller::webhook::run::run(options, client.clone(), base, async move {
+            let _ = webhook_stop_rx.await;
+        }))
+    });
     let (controller, stop, metrics) = kaito_controller::start_with_metrics(client, config, metrics);
     let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(kaito_controller::server::serve(args.metrics_addr, metrics, async move {
@@ -85,8 +124,12 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("shutting down");
     let _ = stop.send(());
     let _ = server_stop_tx.send(());
+    let _ = webhook_stop_tx.send(());
     controller.await.context("controller task")?;
     server.await.context("metrics server task")?.context("metrics server")?;
+    if let Some(webhook) = webhook {
+        webhook.await.context("webhook task")?.context("admission webhook")?;
+    }
     Ok(())
 }
 

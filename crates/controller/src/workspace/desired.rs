@@ -11,7 +11,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kaito_api::karpenter::{self, NodeClaim};
 use kaito_api::labels::{
     ANNOTATION_ENABLE_LB, ANNOTATION_NODE_IMAGE_FAMILY, ANNOTATION_PERFORMANCE_MODE, ANNOTATION_WORKSPACE_REVISION,
-    LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE,
+    LABEL_KARPENTER_MANAGED_BY, LABEL_KARPENTER_WORKSPACE_NAME, LABEL_KARPENTER_WORKSPACE_NAMESPACE, LABEL_WORKSPACE,
+    LABEL_WORKSPACE_NAMESPACE,
 };
 use kaito_api::v1beta1::Workspace;
 use kaito_core::args::{self, ModelSource, TransformersOptions, VllmOptions};
@@ -157,6 +158,61 @@ pub fn node_claim(
     )
 }
 
+/// Name of the Karpenter NodePool of a Workspace: `<namespace>-<name>`, cut to 63 characters with a hash
+/// suffix when longer, so two long names never collide.
+pub fn node_pool_name(names: &Names) -> String {
+    let full = format!("{}-{}", names.namespace, names.name);
+    if full.len() <= 63 {
+        return full;
+    }
+    let digest = Sha256::digest(full.as_bytes());
+    let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}", full[..53].trim_end_matches('-'), &hex[..9])
+}
+
+/// Labels that mark the NodePool, its NodeClaims and its Nodes as this Workspace's (Karpenter mode).
+pub fn node_pool_ownership(names: &Names) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_KARPENTER_WORKSPACE_NAME.to_string(), names.name.clone()),
+        (LABEL_KARPENTER_WORKSPACE_NAMESPACE.to_string(), names.namespace.clone()),
+    ])
+}
+
+/// The Karpenter NodePool of a Workspace (upstream-kaito.md §2.4.2): a static pool of `targetNodeCount` nodes
+/// of the Workspace's instance type, tainted for GPU work, never consolidated away.
+pub fn node_pool(ws: &Workspace, resolved: &Resolved, config: &Config) -> Result<Value, BuildError> {
+    let names = Names::of(ws)?;
+    let sku = resolved.instance_type.clone().unwrap_or_default();
+    let ownership = node_pool_ownership(&names);
+    let mut template_labels = sanitized_match_labels(ws);
+    template_labels.extend(ownership.clone());
+    let mut pool_labels = ownership;
+    pool_labels.insert(LABEL_KARPENTER_MANAGED_BY.into(), "kaito".into());
+    let mut requirements = vec![json!({"key": karpenter::labels::INSTANCE_TYPE, "operator": "In", "values": [sku]})];
+    if config.cloud == Cloud::Azure {
+        requirements
+            .push(json!({"key": "karpenter.azure.com/placement-scope", "operator": "In", "values": ["regional"]}));
+    }
+    Ok(json!({
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodePool",
+        "metadata": {"name": node_pool_name(&names), "labels": pool_labels},
+        "spec": {
+            "replicas": resolved.target_nodes,
+            "template": {
+                "metadata": {"labels": template_labels},
+                "spec": {
+                    "nodeClassRef": config.node_class_ref,
+                    "requirements": requirements,
+                    "taints": [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}],
+                    "expireAfter": "Never",
+                }
+            },
+            "disruption": {"consolidateAfter": "0s", "budgets": [{"nodes": "1", "reasons": ["Drifted"]}]},
+        }
+    }))
+}
+
 /// The two Services of a Workspace: `<ws>` (the leader pod, port 80 → 5000) and `<ws>-headless`.
 pub fn services(ws: &Workspace, resolved: &Resolved) -> Result<[Service; 2], BuildError> {
     let names = Names::of(ws)?;
@@ -208,9 +264,16 @@ fn node_affinity(ws: &Workspace, names: &Names, config: &Config) -> Value {
         .into_iter()
         .map(|(k, v)| json!({"key": k, "operator": "In", "values": [v]}))
         .collect();
-    if config.node_provisioner == NodeProvisioner::AzureGpuProvisioner {
-        expressions.push(json!({"key": LABEL_WORKSPACE, "operator": "In", "values": [names.name]}));
-        expressions.push(json!({"key": LABEL_WORKSPACE_NAMESPACE, "operator": "In", "values": [names.namespace]}));
+    let ownership = match config.node_provisioner {
+        NodeProvisioner::AzureGpuProvisioner => BTreeMap::from([
+            (LABEL_WORKSPACE.to_string(), names.name.clone()),
+            (LABEL_WORKSPACE_NAMESPACE.to_string(), names.namespace.clone()),
+        ]),
+        NodeProvisioner::Karpenter => node_pool_ownership(names),
+        NodeProvisioner::Byo => BTreeMap::new(),
+    };
+    for (key, value) in ownership {
+        expressions.push(json!({"key": key, "operator": "In", "values": [value]}));
     }
     json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
         "nodeSelectorTerms": [{"matchExpressions": expressions}]
@@ -466,6 +529,17 @@ mod tests {
             "{script}"
         );
         insta::assert_yaml_snapshot!(built["statefulSet"]);
+    }
+
+    #[test]
+    fn karpenter_mode_node_pool() {
+        let ws = example("inference/kaito_workspace_phi_4_mini.yaml");
+        let config = Config { node_provisioner: NodeProvisioner::Karpenter, ..Config::default() };
+        let resolved = resolve(&ws, &config, None).unwrap();
+        insta::assert_yaml_snapshot!(node_pool(&ws, &resolved, &config).unwrap());
+        let long = Names { name: "w".repeat(60), namespace: "team-a".into() };
+        assert_eq!(node_pool_name(&long).len(), 63);
+        assert_ne!(node_pool_name(&long), node_pool_name(&Names { name: "w".repeat(61), namespace: "team-a".into() }));
     }
 
     #[test]

@@ -25,7 +25,9 @@ use kaito_api::labels::{
 };
 use kaito_api::v1beta1::{Workspace, WorkspaceStatus};
 use kaito_api::validation::{ValidationContext, validate_workspace_create};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
@@ -96,7 +98,11 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: impl std::future::Future<Output = ()> 
         ),
         None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
     };
+    // Debounce: a burst of watch events about one Workspace (its pod, node, claim and StatefulSet change
+    // together) becomes one reconcile instead of one each.
+    let controller_config = kube::runtime::controller::Config::default().debounce(Duration::from_millis(500));
     Controller::new(workspaces, watcher::Config::default())
+        .with_config(controller_config)
         .owns(statefulsets, watcher::Config::default())
         .watches(Api::<NodeClaim>::all(client.clone()), owned_by_workspace.clone(), move |claim| {
             to_workspace(claim.labels(), None)
@@ -159,6 +165,41 @@ fn workspace_selector(names: &Names) -> String {
     format!("{LABEL_WORKSPACE}={},{LABEL_WORKSPACE_NAMESPACE}={}", names.name, names.namespace)
 }
 
+/// Label selector of the NodeClaims and Nodes provisioned for a Workspace (None: bring-your-own).
+fn owner_selector(names: &Names, mode: NodeProvisioner) -> Option<String> {
+    match mode {
+        NodeProvisioner::AzureGpuProvisioner => Some(workspace_selector(names)),
+        NodeProvisioner::Karpenter => Some(
+            desired::node_pool_ownership(names).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+        ),
+        NodeProvisioner::Byo => None,
+    }
+}
+
+fn node_pool_api(client: &Client) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("karpenter.sh", "v1", "NodePool");
+    Api::all_with(client.clone(), &ApiResource::from_gvk_with_plural(&gvk, "nodepools"))
+}
+
+/// Applies the Workspace's NodePool when it is missing or differs (Karpenter mode).
+async fn ensure_node_pool(ws: &Workspace, resolved: &Resolved, ctx: &Ctx) -> Result<(), Error> {
+    let mut desired = desired::node_pool(ws, resolved, &ctx.config)?;
+    let hash = desired::hash_of(&desired);
+    desired["metadata"]["annotations"] = json!({ANNOTATION_DESIRED_HASH: hash});
+    let name = desired["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let pools = node_pool_api(&ctx.client);
+    let existing = pools.get_opt(&name).await.during(|| format!("reading NodePool {name}"))?;
+    if existing.is_some_and(|p| p.annotations().get(ANNOTATION_DESIRED_HASH) == Some(&hash)) {
+        return Ok(());
+    }
+    pools
+        .patch(&name, &PatchParams::apply(&ctx.config.field_manager).force(), &Patch::Apply(&desired))
+        .await
+        .during(|| format!("applying NodePool {name}"))?;
+    publish(ctx, ws, EventType::Normal, "NodePoolApplied", "Provision", format!("applied NodePool {name}")).await;
+    Ok(())
+}
+
 async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
     let names = Names::of(ws)?;
     let workspaces: Api<Workspace> = Api::namespaced(ctx.client.clone(), &names.namespace);
@@ -186,17 +227,17 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
 
     // --- read -------------------------------------------------------------------------------------------
     let claims_api: Api<NodeClaim> = Api::all(ctx.client.clone());
-    let claims: Vec<NodeClaim> = match ctx.config.node_provisioner {
-        // A direct list (not a cache) reads our own writes, so a restart or a stale watch never makes us
-        // create a second NodeClaim for the same slot.
-        NodeProvisioner::AzureGpuProvisioner => {
+    // A direct list (not a cache) reads our own writes, so a restart or a stale watch never makes us create a
+    // second NodeClaim for the same slot.
+    let claims: Vec<NodeClaim> = match owner_selector(&names, ctx.config.node_provisioner) {
+        Some(selector) => {
             claims_api
-                .list(&ListParams::default().labels(&workspace_selector(&names)))
+                .list(&ListParams::default().labels(&selector))
                 .await
                 .during(|| "listing NodeClaims".into())?
                 .items
         }
-        _ => Vec::new(),
+        None => Vec::new(),
     };
     let nodes = list_nodes(ws, &names, ctx).await?;
 
@@ -233,8 +274,12 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
     let revision = ensure_revision(ws, &names, ctx, &workspaces).await?;
 
     // --- provision ---------------------------------------------------------------------------------------
-    if ctx.config.node_provisioner == NodeProvisioner::AzureGpuProvisioner {
-        create_missing_claims(ws, &names, &resolved, &claims, &nodes, ctx).await?;
+    match ctx.config.node_provisioner {
+        NodeProvisioner::AzureGpuProvisioner => {
+            create_missing_claims(ws, &names, &resolved, &claims, &nodes, ctx).await?
+        }
+        NodeProvisioner::Karpenter => ensure_node_pool(ws, &resolved, ctx).await?,
+        NodeProvisioner::Byo => {}
     }
     for node in nodes.iter().filter(|n| status::node_is_ready(n) && !n.labels().contains_key(LABEL_ACCELERATOR)) {
         if ctx.config.node_provisioner == NodeProvisioner::AzureGpuProvisioner {
@@ -281,9 +326,9 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
 
 async fn list_nodes(ws: &Workspace, names: &Names, ctx: &Ctx) -> Result<Vec<Node>, Error> {
     let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let selector = match ctx.config.node_provisioner {
-        NodeProvisioner::AzureGpuProvisioner => workspace_selector(names),
-        _ => {
+    let selector = match owner_selector(names, ctx.config.node_provisioner) {
+        Some(selector) => selector,
+        None => {
             let labels = resolve::sanitized_match_labels(ws);
             if labels.is_empty() {
                 return Ok(Vec::new());
@@ -543,12 +588,30 @@ async fn finalize(ws: &Workspace, names: &Names, ctx: &Ctx, workspaces: &Api<Wor
     let computed = status::compute(&status::Observed { deleting: true, ..observed(ws, &[], &[], None, &[]) });
     write_status(ws, names, ctx, workspaces, computed).await?;
 
+    if ctx.config.node_provisioner == NodeProvisioner::Karpenter {
+        // Deleting the NodePool makes Karpenter remove its NodeClaims and Nodes; wait until they are gone.
+        let pools = node_pool_api(&ctx.client);
+        let pool = desired::node_pool_name(names);
+        match pools.delete(&pool, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(source) => return Err(Error::Kube { action: format!("deleting NodePool {pool}"), source }),
+        }
+        if !list_nodes(ws, names, ctx).await?.is_empty() {
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
+    }
     let claims_api: Api<NodeClaim> = Api::all(ctx.client.clone());
-    let claims = claims_api
-        .list(&ListParams::default().labels(&workspace_selector(names)))
-        .await
-        .during(|| "listing NodeClaims to delete".into())?
-        .items;
+    let claims = match owner_selector(names, ctx.config.node_provisioner) {
+        Some(selector) => {
+            claims_api
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .during(|| "listing NodeClaims to delete".into())?
+                .items
+        }
+        None => Vec::new(),
+    };
     if !claims.is_empty() {
         for claim in claims.iter().filter(|c| c.metadata.deletion_timestamp.is_none()) {
             match claims_api.delete(&claim.name_any(), &DeleteParams::background()).await {
