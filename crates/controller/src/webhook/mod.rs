@@ -6,6 +6,7 @@
 //! and rotates the serving certificate and keeps the `caBundle` of the webhook configurations current.
 
 pub mod cert;
+pub mod run;
 pub mod server;
 
 use kaito_api::v1alpha1;
