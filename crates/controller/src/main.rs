@@ -77,9 +77,6 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    if args.node_provisioner == NodeProvisioner::Karpenter {
-        anyhow::bail!("--node-provisioner=karpenter is not implemented yet: use azure-gpu-provisioner or byo");
-    }
     let config = Config {
         node_provisioner: args.node_provisioner,
         cloud: args.cloud,
