@@ -58,6 +58,9 @@ pub enum EmbedError {
     /// The tokenizer could not be loaded or failed on an input.
     #[error("tokenizer error: {0}")]
     Tokenizer(String),
+    /// The weights file is malformed.
+    #[error("invalid weights file {0}")]
+    Weights(String),
     /// candle failed while loading weights or running the model.
     #[error("model execution failed")]
     Candle(#[from] candle_core::Error),
@@ -221,11 +224,9 @@ impl LocalEmbedder {
 
         let tokenizer = Self::load_tokenizer(&dir.join("tokenizer.json"), Some(max_seq_length))?;
         let counter = Self::load_tokenizer(&dir.join("tokenizer.json"), None)?;
-        let weights_path = dir.join("model.safetensors");
-        let weights =
-            std::fs::read(&weights_path).map_err(|source| EmbedError::Io { path: weights_path.clone(), source })?;
         let device = Device::Cpu;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
+        let tensors = load_safetensors(&dir.join("model.safetensors"), &device)?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
         let model = BertModel::load(vb, &config)?;
         Ok(Self {
             queries: std::sync::OnceLock::new(),
@@ -406,6 +407,67 @@ fn query_worker(weak: &std::sync::Weak<LocalEmbedder>, rx: &std::sync::mpsc::Rec
             }
         }
     }
+}
+
+/// Reads a safetensors file one tensor at a time, so loading needs the model's size in memory
+/// rather than twice that (file buffer plus tensors).
+fn load_safetensors(path: &Path, device: &Device) -> Result<std::collections::HashMap<String, Tensor>, EmbedError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let io = |source| EmbedError::Io { path: path.to_owned(), source };
+    let bad = |what: String| EmbedError::Weights(format!("{}: {what}", path.display()));
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(io)?;
+    let n = usize::try_from(u64::from_le_bytes(len)).unwrap_or(usize::MAX);
+    if n > 100 << 20 {
+        return Err(bad("header larger than 100 MB".into()));
+    }
+    let mut header = vec![0u8; n];
+    f.read_exact(&mut header).map_err(io)?;
+    let meta: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|source| EmbedError::Config { path: path.to_owned(), source })?;
+    let base = 8 + n as u64;
+    let mut out = std::collections::HashMap::new();
+    for (name, info) in meta {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = match info.get("dtype").and_then(serde_json::Value::as_str) {
+            Some("F32") => DType::F32,
+            Some("F16") => DType::F16,
+            Some("BF16") => DType::BF16,
+            Some("I64") => DType::I64,
+            Some("U32") => DType::U32,
+            Some("U8") => DType::U8,
+            other => return Err(bad(format!("tensor {name}: unsupported dtype {other:?}"))),
+        };
+        let shape: Vec<usize> = info
+            .get("shape")
+            .and_then(serde_json::Value::as_array)
+            .map(|a| a.iter().filter_map(|d| d.as_u64().map(|d| d as usize)).collect())
+            .ok_or_else(|| bad(format!("tensor {name}: no shape")))?;
+        let offsets: Vec<u64> = info
+            .get("data_offsets")
+            .and_then(serde_json::Value::as_array)
+            .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default();
+        let [start, end] = offsets[..] else {
+            return Err(bad(format!("tensor {name}: no data_offsets")));
+        };
+        let size = end.checked_sub(start).ok_or_else(|| bad(format!("tensor {name}: bad data_offsets")))?;
+        if size != (shape.iter().product::<usize>() * dtype.size_in_bytes()) as u64 {
+            return Err(bad(format!("tensor {name}: size does not match its shape")));
+        }
+        let mut buf = vec![0u8; size as usize];
+        f.seek(SeekFrom::Start(base + start)).map_err(io)?;
+        f.read_exact(&mut buf).map_err(io)?;
+        let mut t = Tensor::from_raw_buffer(&buf, dtype, &shape, device)?;
+        if matches!(dtype, DType::F16 | DType::BF16) {
+            t = t.to_dtype(DType::F32)?;
+        }
+        out.insert(name, t);
+    }
+    Ok(out)
 }
 
 /// L2-normalises `v` in place (a zero vector stays zero).
