@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod leader;
 pub mod metrics;
 pub mod server;
 pub mod webhook;
@@ -51,4 +52,32 @@ pub fn start_with_metrics(
         let _ = stopped.await;
     }));
     (handle, stop, metrics)
+}
+
+/// [`start_with_metrics`] behind leader election: the controller runs only while `elector` holds the Lease.
+///
+/// The task ends with `Ok` after the returned sender fires (or is dropped), and with
+/// [`leader::LeaderError::Lost`] when the Lease is lost; the controller is stopped in both cases.
+pub fn start_elected(
+    client: Client,
+    config: config::Config,
+    metrics: Arc<metrics::Metrics>,
+    elector: leader::Elector,
+) -> (tokio::task::JoinHandle<Result<(), leader::LeaderError>>, tokio::sync::oneshot::Sender<()>) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        elector
+            .lead(shutdown, move |work_stopped| async move {
+                // Dropping this future (the task aborted) drops `stop` too, which stops the controller.
+                let (handle, stop, _) = start_with_metrics(client, config, metrics);
+                let _ = work_stopped.await;
+                let _ = stop.send(());
+                let _ = handle.await;
+            })
+            .await
+    });
+    (handle, stop)
 }

@@ -56,6 +56,12 @@ struct Args {
         default_value = "validation.workspace.kaito.sh,validation.ragengine.kaito.sh,validation.inferenceset.kaito.sh"
     )]
     webhook_configurations: Vec<String>,
+    /// Only reconcile while holding the leader Lease, so that several replicas never act at once.
+    #[arg(long, env = "LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (default: --release-namespace).
+    #[arg(long, env = "LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
 }
 
 fn node_class(spec: &str) -> anyhow::Result<NodeClassReference> {
@@ -115,17 +121,47 @@ async fn main() -> anyhow::Result<()> {
             let _ = webhook_stop_rx.await;
         }))
     });
-    let (controller, stop, metrics) = kaito_controller::start_with_metrics(client, config, metrics);
+    let (mut controller, stop) = if args.leader_elect {
+        let namespace = args
+            .leader_election_namespace
+            .clone()
+            .or_else(|| args.release_namespace.clone())
+            .context("--leader-elect needs --leader-election-namespace (or RELEASE_NAMESPACE)")?;
+        let elector = kaito_controller::leader::Elector::new(
+            client.clone(),
+            &namespace,
+            kaito_controller::leader::LEASE_NAME,
+            kaito_controller::leader::Elector::default_identity(),
+        );
+        kaito_controller::start_elected(client, config, metrics.clone(), elector)
+    } else {
+        let (handle, stop, _) = kaito_controller::start_with_metrics(client, config, metrics.clone());
+        (
+            tokio::spawn(async move {
+                // Without leader election nothing can be lost; a panicked controller is logged by tokio.
+                let _ = handle.await;
+                Ok(())
+            }),
+            stop,
+        )
+    };
     let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(kaito_controller::server::serve(args.metrics_addr, metrics, async move {
         let _ = server_stop_rx.await;
     }));
-    shutdown_signal().await;
+    let ended_early = tokio::select! {
+        _ = shutdown_signal() => None,
+        result = &mut controller => Some(result),
+    };
     tracing::info!("shutting down");
     let _ = stop.send(());
     let _ = server_stop_tx.send(());
     let _ = webhook_stop_tx.send(());
-    controller.await.context("controller task")?;
+    match ended_early {
+        // The controller stopped by itself: a lost leader Lease. Exit non-zero so the pod restarts as a candidate.
+        Some(result) => result.context("controller task")?.context("leader election")?,
+        None => controller.await.context("controller task")?.context("leader election")?,
+    }
     server.await.context("metrics server task")?.context("metrics server")?;
     if let Some(webhook) = webhook {
         webhook.await.context("webhook task")?.context("admission webhook")?;
