@@ -16,9 +16,10 @@ test:
 down:
 	hack/cluster-down.sh
 
-## crds: regenerate config/crd from the Rust types
+## crds: regenerate config/crd from the Rust types (and the Helm chart's copy)
 crds:
 	cargo run -q -p kaito-api --bin crdgen
+	cp config/crd/*.yaml charts/kaito/crds/
 
 lint:
 	cargo fmt --all -- --check

@@ -56,12 +56,50 @@ struct Args {
         default_value = "validation.workspace.kaito.sh,validation.ragengine.kaito.sh,validation.inferenceset.kaito.sh"
     )]
     webhook_configurations: Vec<String>,
+    /// Feature gates as comma-separated name=bool (upstream's names; unknown names are rejected).
+    #[arg(long, env = "FEATURE_GATES", default_value = "vLLM=true")]
+    feature_gates: String,
     /// Only reconcile while holding the leader Lease, so that several replicas never act at once.
     #[arg(long, env = "LEADER_ELECT")]
     leader_elect: bool,
     /// Namespace of the leader Lease (default: --release-namespace).
     #[arg(long, env = "LEADER_ELECTION_NAMESPACE")]
     leader_election_namespace: Option<String>,
+}
+
+/// Upstream's feature gates; those that change admission are applied, the others are accepted for
+/// compatibility with upstream's chart values.
+const FEATURE_GATES: &[&str] = &[
+    "vLLM",
+    "disableNodeAutoProvisioning",
+    "gatewayAPIInferenceExtension",
+    "enableInferenceSetController",
+    "enableMIG",
+    "enableAccelerator",
+    "enableMultiRoleInferenceController",
+    "ModelMirror",
+    "ModelStreaming",
+    "enableBaseImageAutoUpgrade",
+];
+
+fn feature_gates(spec: &str) -> anyhow::Result<kaito_api::validation::FeatureGates> {
+    let mut gates = kaito_api::validation::FeatureGates::default();
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, value) =
+            item.split_once('=').context(format!("--feature-gates {item:?}: expected name=true|false"))?;
+        let on: bool = value.trim().parse().context(format!("--feature-gates {item:?}: expected true or false"))?;
+        match name.trim() {
+            "vLLM" => gates.vllm = on,
+            "enableMIG" => gates.enable_mig = on,
+            "enableAccelerator" => gates.enable_accelerator = on,
+            "ModelStreaming" => gates.model_streaming = on,
+            other if FEATURE_GATES.contains(&other) => {}
+            other => {
+                anyhow::bail!("--feature-gates: unknown feature gate {other:?}; known: {}", FEATURE_GATES.join(", "))
+            }
+        }
+    }
+    Ok(gates)
 }
 
 fn node_class(spec: &str) -> anyhow::Result<NodeClassReference> {
@@ -100,7 +138,8 @@ async fn main() -> anyhow::Result<()> {
     let metrics = std::sync::Arc::new(kaito_controller::metrics::Metrics::default());
     let client =
         kaito_controller::counting_client(kube_config, metrics.clone()).context("building the Kubernetes client")?;
-    tracing::info!(?config, "starting");
+    let gates = feature_gates(&args.feature_gates)?;
+    tracing::info!(?config, ?gates, "starting");
     let (webhook_stop_tx, webhook_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let webhook = args.webhook_addr.map(|addr| {
         let options = kaito_controller::webhook::run::Options {
@@ -116,7 +155,8 @@ async fn main() -> anyhow::Result<()> {
             },
             cert_dir: args.webhook_cert_dir.clone(),
         };
-        let base = kaito_api::validation::ValidationContext::offline(config.node_provisioner, config.cloud);
+        let mut base = kaito_api::validation::ValidationContext::offline(config.node_provisioner, config.cloud);
+        base.feature_gates = gates;
         tokio::spawn(kaito_controller::webhook::run::run(options, client.clone(), base, async move {
             let _ = webhook_stop_rx.await;
         }))
