@@ -206,7 +206,11 @@ def main():
     # Baselines on the same chunks.
     stride = max(1, int(chunks // a.baseline_chunks))
     chunks_file = os.path.join(a.corpus_dir, "baseline_chunks.jsonl")
-    eb = subprocess.run([a.embed_bench, a.model_dir, os.path.join(a.corpus_dir, "corpus.jsonl"), str(stride), chunks_file],
+    indexed_file = os.path.join(a.corpus_dir, "indexed_corpus.jsonl")
+    with open(indexed_file, "w") as f:
+        for d in docs:
+            f.write(json.dumps(d) + "\n")
+    eb = subprocess.run([a.embed_bench, a.model_dir, indexed_file, str(stride), chunks_file],
                         check=True, capture_output=True, text=True)
     res["engine_alone"] = json.loads(eb.stdout.strip().splitlines()[-1])
     print(json.dumps(res["engine_alone"]), file=sys.stderr)

@@ -118,6 +118,10 @@ impl VectorIndex for FlatIndex {
     fn insert(&mut self, slot: u32, vector: &[f32]) {
         let s = slot as usize;
         if self.live.len() <= s {
+            // Grow by a quarter rather than doubling: the matrix is the largest allocation.
+            let rows = (s + 1).max(self.live.len() + self.live.len() / 4);
+            self.data.reserve_exact(rows * self.dim - self.data.len());
+            self.live.reserve_exact(rows - self.live.len());
             self.live.resize(s + 1, false);
             self.data.resize((s + 1) * self.dim, 0.0);
         }
