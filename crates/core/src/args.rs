@@ -77,9 +77,7 @@ impl FromStr for PerformanceMode {
             "balanced" => Ok(PerformanceMode::Balanced),
             "interactivity" => Ok(PerformanceMode::Interactivity),
             "throughput" => Ok(PerformanceMode::Throughput),
-            _ => Err(ArgsError::UnknownPerformanceMode {
-                mode: s.to_string(),
-            }),
+            _ => Err(ArgsError::UnknownPerformanceMode { mode: s.to_string() }),
         }
     }
 }
@@ -153,11 +151,7 @@ pub struct TransformersOptions<'a> {
 impl<'a> TransformersOptions<'a> {
     /// Options with only the served model name set (Hugging Face download).
     pub fn new(served_model_name: &'a str) -> Self {
-        TransformersOptions {
-            served_model_name,
-            model_source: ModelSource::HuggingFace,
-            revision: None,
-        }
+        TransformersOptions { served_model_name, model_source: ModelSource::HuggingFace, revision: None }
     }
 }
 
@@ -173,9 +167,7 @@ pub enum ArgsError {
         runtime: Runtime,
     },
     /// The plan was made for another runtime.
-    #[error(
-        "the plan was made for the {planned} runtime, not {requested}: plan again for {requested}"
-    )]
+    #[error("the plan was made for the {planned} runtime, not {requested}: plan again for {requested}")]
     PlanRuntimeMismatch {
         /// Runtime of the plan.
         planned: Runtime,
@@ -183,9 +175,7 @@ pub enum ArgsError {
         requested: Runtime,
     },
     /// A multi-node plan without the leader's address.
-    #[error(
-        "the plan spans {nodes} nodes: pass the leader pod's DNS name (leader_address) for the Ray workers"
-    )]
+    #[error("the plan spans {nodes} nodes: pass the leader pod's DNS name (leader_address) for the Ray workers")]
     MissingLeaderAddress {
         /// Nodes in the plan.
         nodes: u32,
@@ -194,9 +184,7 @@ pub enum ArgsError {
     #[error("the served model name is empty: pass the preset name")]
     EmptyServedModelName,
     /// Transformers cannot stream weights.
-    #[error(
-        "the transformers runtime cannot stream weights: use the vllm runtime or download the weights"
-    )]
+    #[error("the transformers runtime cannot stream weights: use the vllm runtime or download the weights")]
     StreamingUnsupported,
     /// An unknown performance mode.
     #[error("unknown performance mode \"{mode}\": use balanced, interactivity or throughput")]
@@ -213,48 +201,29 @@ pub fn leader_address(workspace: &str, namespace: &str) -> String {
 
 /// Quotes a value for `/bin/sh` when it contains anything but plain word characters.
 fn shell_quote(value: &str) -> String {
-    let plain = !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./:=,@%+".contains(c));
-    if plain {
-        value.to_string()
-    } else {
-        format!("'{}'", value.replace('\'', r"'\''"))
-    }
+    let plain = !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || "_-./:=,@%+".contains(c));
+    if plain { value.to_string() } else { format!("'{}'", value.replace('\'', r"'\''")) }
 }
 
 /// Renders `--name=value` (or `--name` for an empty value), quoting the value for the shell.
 fn render_flags(flags: &BTreeMap<String, String>) -> Vec<String> {
     flags
         .iter()
-        .map(|(name, value)| {
-            if value.is_empty() {
-                format!("--{name}")
-            } else {
-                format!("--{name}={}", shell_quote(value))
-            }
-        })
+        .map(
+            |(name, value)| {
+                if value.is_empty() { format!("--{name}") } else { format!("--{name}={}", shell_quote(value)) }
+            },
+        )
         .collect()
 }
 
 /// The vLLM wrapper's flags (name without `--` → value; empty value = bare flag), sorted by name.
-pub fn vllm_flags(
-    preset: &Preset,
-    plan: &Plan,
-    opts: &VllmOptions<'_>,
-) -> Result<BTreeMap<String, String>, ArgsError> {
+pub fn vllm_flags(preset: &Preset, plan: &Plan, opts: &VllmOptions<'_>) -> Result<BTreeMap<String, String>, ArgsError> {
     if !preset.supports(Runtime::Vllm) {
-        return Err(ArgsError::RuntimeUnsupported {
-            model: preset.name.clone(),
-            runtime: Runtime::Vllm,
-        });
+        return Err(ArgsError::RuntimeUnsupported { model: preset.name.clone(), runtime: Runtime::Vllm });
     }
     if plan.runtime != Runtime::Vllm {
-        return Err(ArgsError::PlanRuntimeMismatch {
-            planned: plan.runtime,
-            requested: Runtime::Vllm,
-        });
+        return Err(ArgsError::PlanRuntimeMismatch { planned: plan.runtime, requested: Runtime::Vllm });
     }
     if opts.served_model_name.trim().is_empty() {
         return Err(ArgsError::EmptyServedModelName);
@@ -267,10 +236,7 @@ pub fn vllm_flags(
 
     set("served-model-name", opts.served_model_name);
     set("max-model-len", &plan.max_model_len.to_string());
-    set(
-        "gpu-memory-utilization",
-        &format!("{}", plan.gpu_memory_utilization),
-    );
+    set("gpu-memory-utilization", &format!("{}", plan.gpu_memory_utilization));
     set("kv-events-config", KV_EVENTS_CONFIG);
     set("compilation-config.pass_config.fuse_allreduce_rms", "False");
     set("dtype", &preset.dtype);
@@ -338,8 +304,7 @@ pub fn vllm_flags(
 
     // LMCache CPU offload cannot work with hybrid KV caches, MIG slices, several replicas per pod or
     // pipeline stages on other nodes.
-    if !settings.kv_cpu_offload || plan.mig || plan.data_parallel > 1 || plan.pipeline_parallel > 1
-    {
+    if !settings.kv_cpu_offload || plan.mig || plan.data_parallel > 1 || plan.pipeline_parallel > 1 {
         set("kaito-kv-cache-cpu-memory-utilization", "0");
     }
     if plan.data_parallel > 1 {
@@ -347,10 +312,7 @@ pub fn vllm_flags(
     }
     set("tensor-parallel-size", &plan.tensor_parallel.to_string());
     if plan.is_multi_node() {
-        set(
-            "pipeline-parallel-size",
-            &plan.pipeline_parallel.to_string(),
-        );
+        set("pipeline-parallel-size", &plan.pipeline_parallel.to_string());
         set("distributed-executor-backend", "ray");
     }
     Ok(flags)
@@ -360,11 +322,7 @@ pub fn vllm_flags(
 ///
 /// Single node: `python3 /workspace/vllm/inference_api.py --flag=value …`. Several nodes: pod 0 starts
 /// the Ray leader and then the server; the other pods join as Ray workers at `leader_address`.
-pub fn vllm_command(
-    preset: &Preset,
-    plan: &Plan,
-    opts: &VllmOptions<'_>,
-) -> Result<Vec<String>, ArgsError> {
+pub fn vllm_command(preset: &Preset, plan: &Plan, opts: &VllmOptions<'_>) -> Result<Vec<String>, ArgsError> {
     let flags = vllm_flags(preset, plan, opts)?;
     let mut server = vec!["python3".to_string(), VLLM_ENTRYPOINT.to_string()];
     server.extend(render_flags(&flags));
@@ -386,24 +344,14 @@ pub fn vllm_command(
 }
 
 /// The transformers container command: `["/bin/sh", "-c", "accelerate launch … inference_api.py …"]`.
-pub fn transformers_command(
-    preset: &Preset,
-    opts: &TransformersOptions<'_>,
-) -> Result<Vec<String>, ArgsError> {
+pub fn transformers_command(preset: &Preset, opts: &TransformersOptions<'_>) -> Result<Vec<String>, ArgsError> {
     if !preset.supports(Runtime::Transformers) {
-        return Err(ArgsError::RuntimeUnsupported {
-            model: preset.name.clone(),
-            runtime: Runtime::Transformers,
-        });
+        return Err(ArgsError::RuntimeUnsupported { model: preset.name.clone(), runtime: Runtime::Transformers });
     }
     if opts.served_model_name.trim().is_empty() {
         return Err(ArgsError::EmptyServedModelName);
     }
-    let torch_dtype = if preset.is_quantized() {
-        "auto"
-    } else {
-        "bfloat16"
-    };
+    let torch_dtype = if preset.is_quantized() { "auto" } else { "bfloat16" };
     let mut parts: Vec<String> = [
         "accelerate launch",
         "--num_processes=1",
@@ -423,34 +371,21 @@ pub fn transformers_command(
     if let Some(template) = &preset.chat_template {
         parts.push(format!("--chat_template={CHAT_TEMPLATES_DIR}/{template}"));
     }
-    parts.push(format!(
-        "--served_model_name={}",
-        shell_quote(opts.served_model_name)
-    ));
+    parts.push(format!("--served_model_name={}", shell_quote(opts.served_model_name)));
     match opts.model_source {
         ModelSource::HuggingFace => {
-            parts.push(format!(
-                "--pretrained_model_name_or_path={}",
-                shell_quote(&preset.hf_id)
-            ));
+            parts.push(format!("--pretrained_model_name_or_path={}", shell_quote(&preset.hf_id)));
             if let Some(revision) = opts.revision {
                 parts.push(format!("--revision={}", shell_quote(revision)));
             }
             parts.push("--allow_remote_files".to_string());
         }
         ModelSource::LocalPath { path } => {
-            parts.push(format!(
-                "--pretrained_model_name_or_path={}",
-                shell_quote(path)
-            ));
+            parts.push(format!("--pretrained_model_name_or_path={}", shell_quote(path)));
         }
         ModelSource::Streaming { .. } => return Err(ArgsError::StreamingUnsupported),
     }
-    Ok(vec![
-        "/bin/sh".to_string(),
-        "-c".to_string(),
-        parts.join(" "),
-    ])
+    Ok(vec!["/bin/sh".to_string(), "-c".to_string(), parts.join(" ")])
 }
 
 #[cfg(test)]
@@ -461,10 +396,7 @@ mod tests {
     fn shell_quoting_leaves_plain_words_alone() {
         assert_eq!(shell_quote("microsoft/phi-4"), "microsoft/phi-4");
         assert_eq!(shell_quote("0.84"), "0.84");
-        assert_eq!(
-            shell_quote(KV_EVENTS_CONFIG),
-            r#"'{"enable_kv_cache_events":true}'"#
-        );
+        assert_eq!(shell_quote(KV_EVENTS_CONFIG), r#"'{"enable_kv_cache_events":true}'"#);
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote(""), "''");
@@ -472,18 +404,12 @@ mod tests {
 
     #[test]
     fn performance_mode_parses() {
-        assert_eq!(
-            "Throughput".parse::<PerformanceMode>(),
-            Ok(PerformanceMode::Throughput)
-        );
+        assert_eq!("Throughput".parse::<PerformanceMode>(), Ok(PerformanceMode::Throughput));
         assert!("fast".parse::<PerformanceMode>().is_err());
     }
 
     #[test]
     fn leader_address_follows_the_headless_service() {
-        assert_eq!(
-            leader_address("ws", "default"),
-            "ws-0.ws-headless.default.svc.cluster.local"
-        );
+        assert_eq!(leader_address("ws", "default"), "ws-0.ws-headless.default.svc.cluster.local");
     }
 }

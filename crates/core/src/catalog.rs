@@ -59,9 +59,7 @@ impl FromStr for Runtime {
         match s.trim().to_ascii_lowercase().as_str() {
             "vllm" => Ok(Runtime::Vllm),
             "transformers" => Ok(Runtime::Transformers),
-            _ => Err(CatalogError::UnknownRuntime {
-                runtime: s.to_string(),
-            }),
+            _ => Err(CatalogError::UnknownRuntime { runtime: s.to_string() }),
         }
     }
 }
@@ -78,11 +76,7 @@ pub enum PresetSource {
 
 /// How the KV cache of one token is laid out, which decides its size in bytes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(
-    tag = "kind",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum KvCacheLayout {
     /// Classic attention (MHA, GQA or MQA): each layer stores a key and a value per KV head.
     Attention {
@@ -121,19 +115,12 @@ impl KvCacheLayout {
     /// (kv_lora_rank + qk_rope_head_dim).
     pub fn bytes_per_token(&self) -> u64 {
         match *self {
-            KvCacheLayout::Attention {
-                layers,
-                kv_heads,
-                head_dim,
-                ..
-            } => {
+            KvCacheLayout::Attention { layers, kv_heads, head_dim, .. } => {
                 KV_ELEMENT_BYTES * u64::from(layers) * 2 * u64::from(kv_heads) * u64::from(head_dim)
             }
-            KvCacheLayout::Latent {
-                layers,
-                kv_lora_rank,
-                qk_rope_head_dim,
-            } => KV_ELEMENT_BYTES * u64::from(layers) * u64::from(kv_lora_rank + qk_rope_head_dim),
+            KvCacheLayout::Latent { layers, kv_lora_rank, qk_rope_head_dim } => {
+                KV_ELEMENT_BYTES * u64::from(layers) * u64::from(kv_lora_rank + qk_rope_head_dim)
+            }
             KvCacheLayout::Stated { bytes_per_token } => bytes_per_token,
         }
     }
@@ -141,11 +128,7 @@ impl KvCacheLayout {
     /// The attention kind: `MHA`, `GQA`, `MQA`, `MLA`, or `unknown` when the layout was stated.
     pub fn attention_type(&self) -> &'static str {
         match *self {
-            KvCacheLayout::Attention {
-                kv_heads,
-                attention_heads,
-                ..
-            } => match (kv_heads, attention_heads) {
+            KvCacheLayout::Attention { kv_heads, attention_heads, .. } => match (kv_heads, attention_heads) {
                 (1, _) => "MQA",
                 (kv, Some(q)) if kv == q => "MHA",
                 _ => "GQA",
@@ -350,9 +333,7 @@ pub enum CatalogError {
     },
     /// A Hugging Face id that is not in the catalog: resolve it from its files with
     /// [`resolve_from_hf_files`].
-    #[error(
-        "model {hf_id} is not in the KAITO catalog: resolve it from its config.json and safetensors files"
-    )]
+    #[error("model {hf_id} is not in the KAITO catalog: resolve it from its config.json and safetensors files")]
     NotInCatalog {
         /// The id as given.
         hf_id: String,
@@ -474,10 +455,7 @@ impl ModelRow {
                 KvCacheLayout::Stated { bytes_per_token }
             }
             _ => {
-                return Err(format!(
-                    "{}: exactly one of shape and bytes_per_token is required",
-                    self.hf_id
-                ));
+                return Err(format!("{}: exactly one of shape and bytes_per_token is required", self.hf_id));
             }
         };
         let weight_bytes = crate::gib_to_bytes(self.weights_gib);
@@ -485,15 +463,8 @@ impl ModelRow {
         if self.transformers {
             runtimes.push(Runtime::Transformers);
         }
-        let aliases: Vec<String> = self
-            .aliases
-            .iter()
-            .map(|a| a.to_ascii_lowercase())
-            .collect();
-        let name = aliases
-            .first()
-            .cloned()
-            .unwrap_or_else(|| self.hf_id.to_ascii_lowercase());
+        let aliases: Vec<String> = self.aliases.iter().map(|a| a.to_ascii_lowercase()).collect();
+        let name = aliases.first().cloned().unwrap_or_else(|| self.hf_id.to_ascii_lowercase());
         let preset = Preset {
             name,
             hf_id: self.hf_id,
@@ -532,12 +503,7 @@ impl ModelRow {
 
 impl ShapeRow {
     fn into_layout(self, hf_id: &str) -> Result<KvCacheLayout, String> {
-        match (
-            self.kv_heads,
-            self.head_dim,
-            self.kv_lora_rank,
-            self.qk_rope_head_dim,
-        ) {
+        match (self.kv_heads, self.head_dim, self.kv_lora_rank, self.qk_rope_head_dim) {
             (Some(kv_heads), Some(head_dim), None, None) => Ok(KvCacheLayout::Attention {
                 layers: self.layers,
                 kv_heads,
@@ -545,14 +511,10 @@ impl ShapeRow {
                 hidden_size: self.hidden_size,
                 attention_heads: self.attention_heads,
             }),
-            (None, None, Some(kv_lora_rank), Some(qk_rope_head_dim)) => Ok(KvCacheLayout::Latent {
-                layers: self.layers,
-                kv_lora_rank,
-                qk_rope_head_dim,
-            }),
-            _ => Err(format!(
-                "{hf_id}: shape needs kv_heads + head_dim, or kv_lora_rank + qk_rope_head_dim"
-            )),
+            (None, None, Some(kv_lora_rank), Some(qk_rope_head_dim)) => {
+                Ok(KvCacheLayout::Latent { layers: self.layers, kv_lora_rank, qk_rope_head_dim })
+            }
+            _ => Err(format!("{hf_id}: shape needs kv_heads + head_dim, or kv_lora_rank + qk_rope_head_dim")),
         }
     }
 }
@@ -565,8 +527,7 @@ impl Catalog {
         for row in file.models {
             let preset = row.into_preset()?;
             let position = presets.len();
-            let keys = std::iter::once(preset.hf_id.to_ascii_lowercase())
-                .chain(preset.aliases.iter().cloned());
+            let keys = std::iter::once(preset.hf_id.to_ascii_lowercase()).chain(preset.aliases.iter().cloned());
             for key in keys {
                 if index.insert(key.clone(), position).is_some() {
                     return Err(format!("duplicate catalog name {key}"));
@@ -578,25 +539,17 @@ impl Catalog {
         for entry in &mut deprecated {
             entry.name = entry.name.to_ascii_lowercase();
             if index.contains_key(&entry.name) {
-                return Err(format!(
-                    "{} is both deprecated and in the catalog",
-                    entry.name
-                ));
+                return Err(format!("{} is both deprecated and in the catalog", entry.name));
             }
         }
-        Ok(Catalog {
-            presets,
-            index,
-            deprecated,
-        })
+        Ok(Catalog { presets, index, deprecated })
     }
 }
 
 fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
     CATALOG.get_or_init(|| {
-        Catalog::parse(MODELS_YAML)
-            .unwrap_or_else(|e| panic!("compiled-in data/models.yaml is invalid: {e}"))
+        Catalog::parse(MODELS_YAML).unwrap_or_else(|e| panic!("compiled-in data/models.yaml is invalid: {e}"))
     })
 }
 
@@ -612,10 +565,8 @@ pub fn deprecated() -> &'static [DeprecatedPreset] {
 
 /// Every legacy alias with the preset it names, sorted by alias.
 pub fn aliases() -> Vec<(&'static str, &'static Preset)> {
-    let mut out: Vec<(&'static str, &'static Preset)> = all()
-        .iter()
-        .flat_map(|p| p.aliases.iter().map(move |a| (a.as_str(), p)))
-        .collect();
+    let mut out: Vec<(&'static str, &'static Preset)> =
+        all().iter().flat_map(|p| p.aliases.iter().map(move |a| (a.as_str(), p))).collect();
     out.sort_by_key(|(alias, _)| *alias);
     out
 }
@@ -625,12 +576,8 @@ pub fn aliases() -> Vec<(&'static str, &'static Preset)> {
 pub fn validate_hf_id(name: &str) -> Result<(), CatalogError> {
     let mut parts = name.split('/');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some(org), Some(model), None) if !org.trim().is_empty() && !model.trim().is_empty() => {
-            Ok(())
-        }
-        _ => Err(CatalogError::InvalidName {
-            name: name.to_string(),
-        }),
+        (Some(org), Some(model), None) if !org.trim().is_empty() && !model.trim().is_empty() => Ok(()),
+        _ => Err(CatalogError::InvalidName { name: name.to_string() }),
     }
 }
 
@@ -644,22 +591,16 @@ pub fn lookup(name: &str) -> Result<&'static Preset, CatalogError> {
     let key = trimmed.to_ascii_lowercase();
     let catalog = catalog();
     if catalog.deprecated.iter().any(|d| d.name == key) {
-        return Err(CatalogError::Deprecated {
-            name: trimmed.to_string(),
-        });
+        return Err(CatalogError::Deprecated { name: trimmed.to_string() });
     }
     if let Some(&position) = catalog.index.get(&key) {
         return Ok(&catalog.presets[position]);
     }
     if key.contains('/') {
         validate_hf_id(trimmed)?;
-        return Err(CatalogError::NotInCatalog {
-            hf_id: trimmed.to_string(),
-        });
+        return Err(CatalogError::NotInCatalog { hf_id: trimmed.to_string() });
     }
-    Err(CatalogError::Unknown {
-        name: trimmed.to_string(),
-    })
+    Err(CatalogError::Unknown { name: trimmed.to_string() })
 }
 
 #[cfg(test)]
@@ -689,10 +630,7 @@ mod tests {
     #[test]
     fn duplicate_names_are_rejected() {
         let row = "{hf_id: a/b, aliases: [x], architecture: X, parameters_billions: null, weights_gib: 1.0, disk_gib: 81, dtype: bfloat16, model_token_limit: 10, quantization: null, tool_call_parser: null, reasoning_parser: null, chat_template: null, transformers: false, tuning: false, hf_auth_required: false, shape: {layers: 1, kv_heads: 1, head_dim: 1}}";
-        let yaml = format!(
-            "models:\n  - {row}\n  - {}\ndeprecated: []\n",
-            row.replace("a/b", "c/d")
-        );
+        let yaml = format!("models:\n  - {row}\n  - {}\ndeprecated: []\n", row.replace("a/b", "c/d"));
         let err = Catalog::parse(&yaml).err().expect("rejected");
         assert!(err.contains("duplicate catalog name x"), "{err}");
     }
@@ -701,12 +639,7 @@ mod tests {
     fn runtime_parses_and_prints_lowercase() {
         assert_eq!("VLLM".parse::<Runtime>().ok(), Some(Runtime::Vllm));
         assert_eq!(Runtime::Transformers.to_string(), "transformers");
-        assert_eq!(
-            serde_json::to_string(&Runtime::Transformers)
-                .ok()
-                .as_deref(),
-            Some("\"transformers\"")
-        );
+        assert_eq!(serde_json::to_string(&Runtime::Transformers).ok().as_deref(), Some("\"transformers\""));
         assert!("tgi".parse::<Runtime>().is_err());
     }
 
@@ -722,11 +655,7 @@ mod tests {
         // 2 bytes × 32 layers × 2 (K and V) × 8 heads × 128 = 131072
         assert_eq!(gqa.bytes_per_token(), 131_072);
         assert_eq!(gqa.attention_type(), "GQA");
-        let mla = KvCacheLayout::Latent {
-            layers: 61,
-            kv_lora_rank: 512,
-            qk_rope_head_dim: 64,
-        };
+        let mla = KvCacheLayout::Latent { layers: 61, kv_lora_rank: 512, qk_rope_head_dim: 64 };
         // 2 bytes × 61 × (512 + 64) = 70272
         assert_eq!(mla.bytes_per_token(), 70_272);
         assert_eq!(mla.attention_type(), "MLA");

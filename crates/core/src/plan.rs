@@ -132,14 +132,7 @@ pub struct PlanInput<'a> {
 impl<'a> PlanInput<'a> {
     /// vLLM, automatic context length, no count and no node limit.
     pub fn new(preset: &'a Preset, gpu: &'a GpuConfig) -> Self {
-        PlanInput {
-            preset,
-            gpu,
-            max_model_len: None,
-            runtime: Runtime::Vllm,
-            requested_count: None,
-            node_limit: None,
-        }
+        PlanInput { preset, gpu, max_model_len: None, runtime: Runtime::Vllm, requested_count: None, node_limit: None }
     }
 }
 
@@ -222,9 +215,7 @@ pub enum PlanError {
         limit: u32,
     },
     /// An explicit context length of zero.
-    #[error(
-        "max-model-len must be a positive number of tokens: remove it to let vLLM choose (auto)"
-    )]
+    #[error("max-model-len must be a positive number of tokens: remove it to let vLLM choose (auto)")]
     MaxModelLenZero,
     /// The GPU shape has no GPUs or no memory.
     #[error(
@@ -324,8 +315,7 @@ pub fn estimate_nodes(
     let model_bytes = weight_bytes as f64 * MODEL_SIZE_FACTOR;
     let per_gpu_bytes = total_gpu_memory_bytes as f64 / gpus;
     let available_per_gpu_bytes = per_gpu_bytes * ESTIMATOR_MEMORY_FRACTION;
-    let fixed_per_gpu_bytes =
-        RUNTIME_OVERHEAD_BYTES + f64::from(max_model_len) * bytes_per_token as f64 / gpus;
+    let fixed_per_gpu_bytes = RUNTIME_OVERHEAD_BYTES + f64::from(max_model_len) * bytes_per_token as f64 / gpus;
     let mut estimate = NodeEstimate {
         model_bytes,
         per_gpu_bytes,
@@ -354,11 +344,7 @@ pub fn estimate_nodes(
 
 /// The vLLM `--gpu-memory-utilization` for a GPU shape.
 pub fn gpu_memory_utilization(gpu: &GpuConfig) -> f64 {
-    if gpu.is_a10() {
-        GPU_MEMORY_UTILIZATION_A10
-    } else {
-        GPU_MEMORY_UTILIZATION
-    }
+    if gpu.is_a10() { GPU_MEMORY_UTILIZATION_A10 } else { GPU_MEMORY_UTILIZATION }
 }
 
 /// Plans a preset on a GPU shape.
@@ -380,17 +366,9 @@ enum Hints {
 }
 
 fn plan_with(input: PlanInput<'_>, hints: Hints) -> Result<Plan, PlanError> {
-    let PlanInput {
-        preset,
-        gpu,
-        runtime,
-        ..
-    } = input;
+    let PlanInput { preset, gpu, runtime, .. } = input;
     if !preset.supports(runtime) {
-        return Err(PlanError::RuntimeUnsupported {
-            model: preset.name.clone(),
-            runtime,
-        });
+        return Err(PlanError::RuntimeUnsupported { model: preset.name.clone(), runtime });
     }
     let max_model_len = match input.max_model_len {
         None => MaxModelLen::Auto,
@@ -417,11 +395,7 @@ fn plan_with(input: PlanInput<'_>, hints: Hints) -> Result<Plan, PlanError> {
     }
 }
 
-fn plan_vllm(
-    input: PlanInput<'_>,
-    max_model_len: MaxModelLen,
-    hints: Hints,
-) -> Result<Plan, PlanError> {
+fn plan_vllm(input: PlanInput<'_>, max_model_len: MaxModelLen, hints: Hints) -> Result<Plan, PlanError> {
     let PlanInput { preset, gpu, .. } = input;
     let tokens = max_model_len.for_estimation();
     let estimate = estimate_nodes(
@@ -471,17 +445,13 @@ fn plan_vllm(
     let small_model = (preset.weight_bytes as f64)
         < DATA_PARALLEL_WEIGHT_FRACTION * gpu.gpu_memory_per_gpu_bytes as f64
         && gpus_per_node >= 2;
-    let (tensor_parallel, data_parallel) = if small_model {
-        (1, gpus_per_node)
-    } else {
-        (gpus_per_node, 1)
-    };
+    let (tensor_parallel, data_parallel) = if small_model { (1, gpus_per_node) } else { (gpus_per_node, 1) };
     let pipeline_parallel = nodes;
     let utilization = gpu_memory_utilization(gpu);
 
     let usable_total = f64::from(total_gpus) * estimate.available_per_gpu_bytes;
-    let required_total = estimate.model_bytes * ACTIVATION_FACTOR
-        + f64::from(total_gpus) * estimate.fixed_per_gpu_bytes;
+    let required_total =
+        estimate.model_bytes * ACTIVATION_FACTOR + f64::from(total_gpus) * estimate.fixed_per_gpu_bytes;
     let headroom_bytes = (usable_total - required_total) as i64;
 
     let (fits, reason) = match input.node_limit {
@@ -504,12 +474,8 @@ fn plan_vllm(
         _ => (true, None),
     };
 
-    let (kv_cache_budget_bytes, kv_cache_tokens) = kv_budget(
-        preset,
-        gpu,
-        utilization,
-        tensor_parallel.saturating_mul(pipeline_parallel),
-    );
+    let (kv_cache_budget_bytes, kv_cache_tokens) =
+        kv_budget(preset, gpu, utilization, tensor_parallel.saturating_mul(pipeline_parallel));
     Ok(Plan {
         sku: gpu.sku.clone(),
         gpu_model: gpu.gpu_model.clone(),
@@ -596,18 +562,15 @@ fn plan_transformers(input: PlanInput<'_>, max_model_len: MaxModelLen, hints: Hi
 /// Estimated raw GPU memory the deployment needs, for messages: what the estimator requires of the
 /// given GPUs, scaled back from the 84 % usable share.
 fn needed_gib(estimate: &NodeEstimate, gpus: u32) -> f64 {
-    let required =
-        estimate.model_bytes * ACTIVATION_FACTOR + f64::from(gpus) * estimate.fixed_per_gpu_bytes;
+    let required = estimate.model_bytes * ACTIVATION_FACTOR + f64::from(gpus) * estimate.fixed_per_gpu_bytes;
     bytes_to_gib(required / ESTIMATOR_MEMORY_FRACTION)
 }
 
 /// Per-GPU KV-cache budget and the tokens one replica holds, for a model sharded over `shards` GPUs.
 fn kv_budget(preset: &Preset, gpu: &GpuConfig, utilization: f64, shards: u32) -> (u64, u64) {
     let shards = shards.max(1);
-    let weights_share =
-        preset.weight_bytes as f64 * MODEL_SIZE_FACTOR * ACTIVATION_FACTOR / f64::from(shards);
-    let budget =
-        gpu.gpu_memory_per_gpu_bytes as f64 * utilization - RUNTIME_OVERHEAD_BYTES - weights_share;
+    let weights_share = preset.weight_bytes as f64 * MODEL_SIZE_FACTOR * ACTIVATION_FACTOR / f64::from(shards);
+    let budget = gpu.gpu_memory_per_gpu_bytes as f64 * utilization - RUNTIME_OVERHEAD_BYTES - weights_share;
     let budget = budget.max(0.0);
     let tokens = match preset.bytes_per_token() {
         0 => 0,
@@ -628,16 +591,9 @@ fn alternative(input: PlanInput<'_>, hints: Hints) -> Option<String> {
 }
 
 /// The smallest-fitting plan over a cloud's recommendable SKUs (NVIDIA, not legacy).
-fn best_plan(
-    preset: &Preset,
-    cloud: Cloud,
-    max_model_len: Option<u32>,
-    runtime: Runtime,
-) -> Option<Plan> {
-    let candidates = sku::all(cloud)
-        .iter()
-        .filter(|gpu| !gpu.legacy && gpu.vendor == GpuVendor::Nvidia)
-        .filter_map(|gpu| {
+fn best_plan(preset: &Preset, cloud: Cloud, max_model_len: Option<u32>, runtime: Runtime) -> Option<Plan> {
+    let candidates =
+        sku::all(cloud).iter().filter(|gpu| !gpu.legacy && gpu.vendor == GpuVendor::Nvidia).filter_map(|gpu| {
             let input = PlanInput {
                 max_model_len,
                 runtime,
@@ -649,9 +605,7 @@ fn best_plan(
             plan.fits.then_some((plan, gpu.total_gpu_memory_bytes))
         });
     candidates
-        .min_by(|(a, a_node_bytes), (b, b_node_bytes)| {
-            compare_plans(a, *a_node_bytes, b, *b_node_bytes)
-        })
+        .min_by(|(a, a_node_bytes), (b, b_node_bytes)| compare_plans(a, *a_node_bytes, b, *b_node_bytes))
         .map(|(plan, _)| plan)
 }
 
@@ -667,11 +621,7 @@ fn compare_plans(a: &Plan, a_node_bytes: u64, b: &Plan, b_node_bytes: u64) -> Or
 
 /// The smallest SKU of `cloud` that serves `preset` with vLLM: fewest nodes first, then least total GPU
 /// memory, then fewest GPUs, then name. Legacy and non-NVIDIA SKUs are skipped.
-pub fn recommend(
-    preset: &Preset,
-    cloud: Cloud,
-    max_model_len: Option<u32>,
-) -> Result<Plan, PlanError> {
+pub fn recommend(preset: &Preset, cloud: Cloud, max_model_len: Option<u32>) -> Result<Plan, PlanError> {
     if let Some(n) = max_model_len {
         if n == 0 {
             return Err(PlanError::MaxModelLenZero);
@@ -702,27 +652,15 @@ mod tests {
 
     #[test]
     fn max_model_len_serializes_as_auto_or_number() {
-        assert_eq!(
-            serde_json::to_string(&MaxModelLen::Auto).ok().as_deref(),
-            Some("\"auto\"")
-        );
-        assert_eq!(
-            serde_json::to_string(&MaxModelLen::Explicit(4096))
-                .ok()
-                .as_deref(),
-            Some("4096")
-        );
+        assert_eq!(serde_json::to_string(&MaxModelLen::Auto).ok().as_deref(), Some("\"auto\""));
+        assert_eq!(serde_json::to_string(&MaxModelLen::Explicit(4096)).ok().as_deref(), Some("4096"));
         for (text, expected) in [
             ("\"auto\"", MaxModelLen::Auto),
             ("\"AUTO\"", MaxModelLen::Auto),
             ("8192", MaxModelLen::Explicit(8192)),
             ("\"8192\"", MaxModelLen::Explicit(8192)),
         ] {
-            assert_eq!(
-                serde_json::from_str::<MaxModelLen>(text).ok(),
-                Some(expected),
-                "{text}"
-            );
+            assert_eq!(serde_json::from_str::<MaxModelLen>(text).ok(), Some(expected), "{text}");
         }
         for bad in ["0", "-1", "\"big\"", "1.5", "4294967296"] {
             assert!(serde_json::from_str::<MaxModelLen>(bad).is_err(), "{bad}");

@@ -71,9 +71,7 @@ impl FromStr for Cloud {
             "azure" => Ok(Cloud::Azure),
             "aws" => Ok(Cloud::Aws),
             "arc" => Ok(Cloud::Arc),
-            _ => Err(SkuError::UnknownCloud {
-                cloud: s.to_string(),
-            }),
+            _ => Err(SkuError::UnknownCloud { cloud: s.to_string() }),
         }
     }
 }
@@ -145,20 +143,12 @@ impl GpuConfig {
     ///
     /// A pod gets one slice: one "GPU" whose memory is the profile's.
     pub fn with_mig_profile(&self, profile: &str) -> Result<GpuConfig, SkuError> {
-        let invalid = || SkuError::InvalidMigProfile {
-            profile: profile.to_string(),
-        };
+        let invalid = || SkuError::InvalidMigProfile { profile: profile.to_string() };
         // Profiles look like `<compute>g.<memory>gb`, optionally with a media-engine suffix (`+me`).
         let base = profile.split('+').next().unwrap_or(profile);
         let (compute, memory) = base.split_once('.').ok_or_else(invalid)?;
-        let compute: u32 = compute
-            .strip_suffix('g')
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(invalid)?;
-        let memory_gib: u64 = memory
-            .strip_suffix("gb")
-            .and_then(|m| m.parse().ok())
-            .ok_or_else(invalid)?;
+        let compute: u32 = compute.strip_suffix('g').and_then(|c| c.parse().ok()).ok_or_else(invalid)?;
+        let memory_gib: u64 = memory.strip_suffix("gb").and_then(|m| m.parse().ok()).ok_or_else(invalid)?;
         let per_gpu_gib = self.gpu_memory_per_gpu_bytes.div_ceil(GIB);
         if !(1..=7).contains(&compute) || memory_gib == 0 || memory_gib > per_gpu_gib {
             return Err(invalid());
@@ -201,9 +191,7 @@ pub enum SkuError {
         expected: String,
     },
     /// A MIG profile that is not of the form `<n>g.<m>gb` or does not fit the GPU.
-    #[error(
-        "invalid MIG profile \"{profile}\": use a profile such as 1g.10gb whose memory fits one GPU of the node"
-    )]
+    #[error("invalid MIG profile \"{profile}\": use a profile such as 1g.10gb whose memory fits one GPU of the node")]
     InvalidMigProfile {
         /// The profile as given.
         profile: String,
@@ -245,10 +233,7 @@ fn parse_skus(yaml: &str) -> Result<SkuTables, String> {
         let mut configs: Vec<GpuConfig> = Vec::with_capacity(rows.len());
         for row in rows {
             if row.gpus == 0 || row.gpu_memory_gib == 0 {
-                return Err(format!(
-                    "{}: gpus and gpu_memory_gib must be positive",
-                    row.sku
-                ));
+                return Err(format!("{}: gpus and gpu_memory_gib must be positive", row.sku));
             }
             if configs.iter().any(|c| c.sku == row.sku) {
                 return Err(format!("duplicate SKU {} in {cloud}", row.sku));
@@ -282,10 +267,8 @@ fn parse_skus(yaml: &str) -> Result<SkuTables, String> {
 
 fn tables() -> &'static SkuTables {
     static TABLES: OnceLock<SkuTables> = OnceLock::new();
-    TABLES.get_or_init(|| {
-        parse_skus(SKUS_YAML)
-            .unwrap_or_else(|e| panic!("compiled-in data/skus.yaml is invalid: {e}"))
-    })
+    TABLES
+        .get_or_init(|| parse_skus(SKUS_YAML).unwrap_or_else(|e| panic!("compiled-in data/skus.yaml is invalid: {e}")))
 }
 
 /// Every SKU of a cloud's catalog (including legacy ones), in catalog order.
@@ -306,10 +289,7 @@ pub fn lookup_any(sku: &str) -> Option<&'static GpuConfig> {
 /// The correctly-cased catalog name when `sku` matches one only case-insensitively ("did you mean").
 pub fn suggest(cloud: Cloud, sku: &str) -> Option<&'static str> {
     let wanted = sku.trim();
-    all(cloud)
-        .iter()
-        .find(|c| c.sku != wanted && c.sku.eq_ignore_ascii_case(wanted))
-        .map(|c| c.sku.as_str())
+    all(cloud).iter().find(|c| c.sku != wanted && c.sku.eq_ignore_ascii_case(wanted)).map(|c| c.sku.as_str())
 }
 
 /// Whether Azure admits an SKU that is not in the catalog: names starting with `Standard_N` or
@@ -318,29 +298,20 @@ pub fn azure_accepts_unknown(sku: &str) -> bool {
     sku.starts_with("Standard_N") || sku.starts_with("Standard_D")
 }
 
-fn required_label<'a>(
-    labels: &'a BTreeMap<String, String>,
-    label: &str,
-) -> Result<&'a str, SkuError> {
+fn required_label<'a>(labels: &'a BTreeMap<String, String>, label: &str) -> Result<&'a str, SkuError> {
     labels
         .get(label)
         .map(|v| v.trim())
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| SkuError::MissingLabel {
-            label: label.to_string(),
-        })
+        .ok_or_else(|| SkuError::MissingLabel { label: label.to_string() })
 }
 
 fn positive_number(label: &str, value: &str) -> Result<u64, SkuError> {
-    value
-        .parse::<u64>()
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| SkuError::InvalidLabel {
-            label: label.to_string(),
-            value: value.to_string(),
-            expected: "a positive integer".to_string(),
-        })
+    value.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| SkuError::InvalidLabel {
+        label: label.to_string(),
+        value: value.to_string(),
+        expected: "a positive integer".to_string(),
+    })
 }
 
 /// The GPU shape of a bring-your-own node from its GPU Feature Discovery labels.
@@ -354,39 +325,26 @@ pub fn from_node_labels(labels: &BTreeMap<String, String>) -> Result<GpuConfig, 
     let product = required_label(labels, LABEL_GPU_PRODUCT)?;
     let count_text = required_label(labels, LABEL_GPU_COUNT)?;
     let memory_text = required_label(labels, LABEL_GPU_MEMORY_MIB)?;
-    let count = u32::try_from(positive_number(LABEL_GPU_COUNT, count_text)?).map_err(|_| {
-        SkuError::InvalidLabel {
-            label: LABEL_GPU_COUNT.to_string(),
-            value: count_text.to_string(),
-            expected: "a GPU count that fits in 32 bits".to_string(),
-        }
+    let count = u32::try_from(positive_number(LABEL_GPU_COUNT, count_text)?).map_err(|_| SkuError::InvalidLabel {
+        label: LABEL_GPU_COUNT.to_string(),
+        value: count_text.to_string(),
+        expected: "a GPU count that fits in 32 bits".to_string(),
     })?;
     let memory_mib = positive_number(LABEL_GPU_MEMORY_MIB, memory_text)?;
     // Round half up to whole GiB: 81920 MiB → 80 GiB, 23028 MiB (A10) → 22 GiB, 46068 MiB → 45 GiB.
     let per_gpu_gib = (memory_mib + 512) / 1024;
     let per_gpu_bytes = per_gpu_gib * GIB;
     let compute_capability = match (
-        labels
-            .get(LABEL_CUDA_MAJOR)
-            .and_then(|v| v.trim().parse().ok()),
-        labels
-            .get(LABEL_CUDA_MINOR)
-            .and_then(|v| v.trim().parse().ok()),
+        labels.get(LABEL_CUDA_MAJOR).and_then(|v| v.trim().parse().ok()),
+        labels.get(LABEL_CUDA_MINOR).and_then(|v| v.trim().parse().ok()),
     ) {
         (Some(major), Some(minor)) => Some((major, minor)),
         _ => None,
     };
-    let mig_configured = labels
-        .get(LABEL_MIG_CONFIG)
-        .is_some_and(|v| !v.trim().is_empty() && v.trim() != "all-disabled");
-    let mig_applied = labels
-        .get(LABEL_MIG_CONFIG_STATE)
-        .is_some_and(|v| v.trim() == "success");
-    let sku = labels
-        .get(LABEL_INSTANCE_TYPE)
-        .map(|v| v.trim())
-        .filter(|v| !v.is_empty())
-        .unwrap_or(product);
+    let mig_configured =
+        labels.get(LABEL_MIG_CONFIG).is_some_and(|v| !v.trim().is_empty() && v.trim() != "all-disabled");
+    let mig_applied = labels.get(LABEL_MIG_CONFIG_STATE).is_some_and(|v| v.trim() == "success");
+    let sku = labels.get(LABEL_INSTANCE_TYPE).map(|v| v.trim()).filter(|v| !v.is_empty()).unwrap_or(product);
     Ok(GpuConfig {
         sku: sku.to_string(),
         cloud: None,
@@ -427,10 +385,7 @@ mod tests {
         assert!(!a100.is_a10());
         let a10g = lookup(Cloud::Aws, "g5.xlarge").expect("in catalog");
         assert!(!a10g.is_a10());
-        let byo = GpuConfig {
-            gpu_model: "NVIDIA-A10".to_string(),
-            ..a100.clone()
-        };
+        let byo = GpuConfig { gpu_model: "NVIDIA-A10".to_string(), ..a100.clone() };
         assert!(byo.is_a10());
     }
 
@@ -442,9 +397,7 @@ mod tests {
         assert_eq!(slice.total_gpu_memory_bytes, 40 * GIB);
         assert!(slice.mig);
         assert!(a100.with_mig_profile("1g.10gb+me").is_ok());
-        for bad in [
-            "", "3g", "3g.40", "9g.10gb", "1g.200gb", "xg.10gb", "1g.0gb",
-        ] {
+        for bad in ["", "3g", "3g.40", "9g.10gb", "1g.200gb", "xg.10gb", "1g.0gb"] {
             assert!(a100.with_mig_profile(bad).is_err(), "{bad}");
         }
     }

@@ -1,8 +1,7 @@
 //! Container command lines (upstream-kaito.md §2.7, §2.8): exact expected commands.
 
 use kaito_core::args::{
-    self, ArgsError, CONFIG_FILE_PATH, ModelSource, PerformanceMode, TransformersOptions,
-    VllmOptions,
+    self, ArgsError, CONFIG_FILE_PATH, ModelSource, PerformanceMode, TransformersOptions, VllmOptions,
 };
 use kaito_core::catalog;
 use kaito_core::plan::{self, PlanInput};
@@ -14,8 +13,7 @@ fn preset(name: &str) -> &'static Preset {
 }
 
 fn plan_on(preset: &Preset, sku_name: &str) -> Plan {
-    let gpu =
-        sku::lookup(Cloud::Azure, sku_name).unwrap_or_else(|| panic!("{sku_name} in catalog"));
+    let gpu = sku::lookup(Cloud::Azure, sku_name).unwrap_or_else(|| panic!("{sku_name} in catalog"));
     plan::plan(PlanInput::new(preset, gpu)).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -27,8 +25,7 @@ fn sh(script: &str) -> Vec<String> {
 fn single_node_vllm_command() {
     let mini = preset("phi-4-mini-instruct");
     let plan = plan_on(mini, "Standard_NC24ads_A100_v4");
-    let command =
-        args::vllm_command(mini, &plan, &VllmOptions::new("phi-4-mini-instruct")).expect("builds");
+    let command = args::vllm_command(mini, &plan, &VllmOptions::new("phi-4-mini-instruct")).expect("builds");
     assert_eq!(
         command,
         sh(concat!(
@@ -97,20 +94,9 @@ fn small_models_on_multi_gpu_nodes_run_data_parallel() {
     let phi4 = preset("phi-4");
     let plan = plan_on(phi4, "Standard_NC48ads_A100_v4");
     let flags = args::vllm_flags(phi4, &plan, &VllmOptions::new("phi-4")).expect("builds");
-    assert_eq!(
-        flags.get("data-parallel-size").map(String::as_str),
-        Some("2")
-    );
-    assert_eq!(
-        flags.get("tensor-parallel-size").map(String::as_str),
-        Some("1")
-    );
-    assert_eq!(
-        flags
-            .get("kaito-kv-cache-cpu-memory-utilization")
-            .map(String::as_str),
-        Some("0")
-    );
+    assert_eq!(flags.get("data-parallel-size").map(String::as_str), Some("2"));
+    assert_eq!(flags.get("tensor-parallel-size").map(String::as_str), Some("1"));
+    assert_eq!(flags.get("kaito-kv-cache-cpu-memory-utilization").map(String::as_str), Some("0"));
     assert!(!flags.contains_key("pipeline-parallel-size"));
 }
 
@@ -128,26 +114,13 @@ fn per_model_settings_become_flags() {
 
     let ministral = preset("ministral-3-3b-instruct");
     let plan = plan_on(ministral, "Standard_NV36ads_A10_v5");
-    let flags = args::vllm_flags(
-        ministral,
-        &plan,
-        &VllmOptions::new("ministral-3-3b-instruct"),
-    )
-    .expect("builds");
-    assert_eq!(
-        flags.get("load-format").map(String::as_str),
-        Some("mistral")
-    );
-    assert_eq!(
-        flags.get("gpu-memory-utilization").map(String::as_str),
-        Some("0.82")
-    );
+    let flags = args::vllm_flags(ministral, &plan, &VllmOptions::new("ministral-3-3b-instruct")).expect("builds");
+    assert_eq!(flags.get("load-format").map(String::as_str), Some("mistral"));
+    assert_eq!(flags.get("gpu-memory-utilization").map(String::as_str), Some("0.82"));
 
     // Streaming replaces the checkpoint's load format and drops the download flags.
     let streamed = VllmOptions {
-        model_source: ModelSource::Streaming {
-            url: "az://models/ministral",
-        },
+        model_source: ModelSource::Streaming { url: "az://models/ministral" },
         performance_mode: PerformanceMode::Throughput,
         port: Some(args::DECODE_SIDECAR_PORT),
         revision: Some("abc123"),
@@ -164,25 +137,15 @@ fn per_model_settings_become_flags() {
 
     let qwen = preset("Qwen/Qwen3.5-9B");
     let plan = plan_on(qwen, "Standard_NC24ads_A100_v4");
-    let flags =
-        args::vllm_flags(qwen, &plan, &VllmOptions::new("qwen/qwen3.5-9b")).expect("builds");
-    assert_eq!(
-        flags.get("gdn-prefill-backend").map(String::as_str),
-        Some("triton")
-    );
-    assert_eq!(
-        flags
-            .get("kaito-kv-cache-cpu-memory-utilization")
-            .map(String::as_str),
-        Some("0")
-    );
+    let flags = args::vllm_flags(qwen, &plan, &VllmOptions::new("qwen/qwen3.5-9b")).expect("builds");
+    assert_eq!(flags.get("gdn-prefill-backend").map(String::as_str), Some("triton"));
+    assert_eq!(flags.get("kaito-kv-cache-cpu-memory-utilization").map(String::as_str), Some("0"));
 }
 
 #[test]
 fn transformers_command() {
     let phi4 = preset("phi-4");
-    let command =
-        args::transformers_command(phi4, &TransformersOptions::new("phi-4")).expect("builds");
+    let command = args::transformers_command(phi4, &TransformersOptions::new("phi-4")).expect("builds");
     assert_eq!(
         command,
         sh(concat!(
@@ -194,22 +157,15 @@ fn transformers_command() {
     let r1 = preset("deepseek-r1-distill-llama-8b");
     let command = args::transformers_command(
         r1,
-        &TransformersOptions {
-            revision: Some("0123abc"),
-            ..TransformersOptions::new("deepseek-r1-distill-llama-8b")
-        },
+        &TransformersOptions { revision: Some("0123abc"), ..TransformersOptions::new("deepseek-r1-distill-llama-8b") },
     )
     .expect("builds");
-    assert!(
-        command[2]
-            .contains(" --chat_template=/workspace/chat_templates/tool-chat-deepseekr1.jinja ")
-    );
+    assert!(command[2].contains(" --chat_template=/workspace/chat_templates/tool-chat-deepseekr1.jinja "));
     assert!(command[2].ends_with(
         "--pretrained_model_name_or_path=deepseek-ai/DeepSeek-R1-Distill-Llama-8B --revision=0123abc --allow_remote_files"
     ));
     let oss = preset("gpt-oss-20b");
-    let command =
-        args::transformers_command(oss, &TransformersOptions::new("gpt-oss-20b")).expect("builds");
+    let command = args::transformers_command(oss, &TransformersOptions::new("gpt-oss-20b")).expect("builds");
     assert!(command[2].contains("--torch_dtype=auto"));
 }
 
@@ -218,28 +174,18 @@ fn unsupported_runtimes_are_errors() {
     let mini = preset("phi-4-mini-instruct");
     assert_eq!(
         args::transformers_command(mini, &TransformersOptions::new("x")),
-        Err(ArgsError::RuntimeUnsupported {
-            model: "phi-4-mini-instruct".to_string(),
-            runtime: Runtime::Transformers
-        })
+        Err(ArgsError::RuntimeUnsupported { model: "phi-4-mini-instruct".to_string(), runtime: Runtime::Transformers })
     );
     let phi4 = preset("phi-4");
     let gpu = sku::lookup(Cloud::Azure, "Standard_NC24ads_A100_v4").expect("in catalog");
-    let tfs_plan = plan::plan(PlanInput {
-        runtime: Runtime::Transformers,
-        ..PlanInput::new(phi4, gpu)
-    })
-    .expect("planned");
+    let tfs_plan =
+        plan::plan(PlanInput { runtime: Runtime::Transformers, ..PlanInput::new(phi4, gpu) }).expect("planned");
     assert!(matches!(
         args::vllm_command(phi4, &tfs_plan, &VllmOptions::new("phi-4")),
         Err(ArgsError::PlanRuntimeMismatch { .. })
     ));
     assert_eq!(
-        args::vllm_command(
-            phi4,
-            &plan_on(phi4, "Standard_NC24ads_A100_v4"),
-            &VllmOptions::new(" ")
-        ),
+        args::vllm_command(phi4, &plan_on(phi4, "Standard_NC24ads_A100_v4"), &VllmOptions::new(" ")),
         Err(ArgsError::EmptyServedModelName)
     );
     assert_eq!(

@@ -42,11 +42,7 @@ fn every_preset_is_servable_by_vllm_and_well_formed() {
         assert_eq!(p.dtype == "auto", p.is_quantized(), "{}", p.hf_id);
         // Stated KV sizes must say what was assumed.
         if matches!(p.kv_cache, KvCacheLayout::Stated { .. }) {
-            assert!(
-                p.note.as_deref().is_some_and(|n| n.contains("assumed")),
-                "{}",
-                p.hf_id
-            );
+            assert!(p.note.as_deref().is_some_and(|n| n.contains("assumed")), "{}", p.hf_id);
         }
         // Every preset resolves by its own id and name.
         assert_eq!(catalog::lookup(&p.hf_id).map(|q| &q.hf_id), Ok(&p.hf_id));
@@ -67,10 +63,7 @@ fn selected_rows_match_the_table() {
     assert_eq!(phi4.tool_call_parser, None);
 
     let mini = preset("phi-4-mini-instruct");
-    assert_eq!(
-        mini.chat_template.as_deref(),
-        Some("tool-chat-phi4-mini.jinja")
-    );
+    assert_eq!(mini.chat_template.as_deref(), Some("tool-chat-phi4-mini.jinja"));
     assert_eq!(mini.runtimes, vec![Runtime::Vllm]);
     assert_eq!(mini.disk_gib(), 87);
 
@@ -78,10 +71,7 @@ fn selected_rows_match_the_table() {
     assert_eq!(llama70.hf_id, "meta-llama/Llama-3.3-70B-Instruct");
     assert!(llama70.hf_auth_required);
     assert_eq!(llama70.tool_call_parser.as_deref(), Some("llama3_json"));
-    assert_eq!(
-        llama70.chat_template.as_deref(),
-        Some("tool-chat-llama3.1-json.jinja")
-    );
+    assert_eq!(llama70.chat_template.as_deref(), Some("tool-chat-llama3.1-json.jinja"));
     assert_eq!(llama70.disk_gib(), 211);
 
     let oss = preset("gpt-oss-120b");
@@ -113,27 +103,10 @@ fn selected_rows_match_the_table() {
     let qwen35 = preset("Qwen/Qwen3.5-2B");
     assert_eq!(qwen35.name, "qwen/qwen3.5-2b");
     assert!(qwen35.aliases.is_empty());
-    assert_eq!(
-        qwen35
-            .vllm
-            .extra_args
-            .get("gdn-prefill-backend")
-            .map(String::as_str),
-        Some("triton")
-    );
+    assert_eq!(qwen35.vllm.extra_args.get("gdn-prefill-backend").map(String::as_str), Some("triton"));
     let minimax = preset("MiniMaxAI/MiniMax-M2.7");
-    assert_eq!(
-        minimax
-            .vllm
-            .extra_args
-            .get("enable-expert-parallel")
-            .map(String::as_str),
-        Some("")
-    );
-    assert_eq!(
-        minimax.reasoning_parser.as_deref(),
-        Some("minimax_m2_append_think")
-    );
+    assert_eq!(minimax.vllm.extra_args.get("enable-expert-parallel").map(String::as_str), Some(""));
+    assert_eq!(minimax.reasoning_parser.as_deref(), Some("minimax_m2_append_think"));
     let glm = preset("zai-org/GLM-5.2-FP8");
     assert_eq!(glm.disk_gib(), 783);
     assert_eq!(glm.vllm.kv_cache_dtype.as_deref(), Some("fp8"));
@@ -175,10 +148,7 @@ fn attention_shapes_reproduce_the_legacy_bytes_per_token() {
 fn lookup_is_case_insensitive_over_aliases_and_ids() {
     assert_eq!(preset("PHI-4").hf_id, "microsoft/phi-4");
     assert_eq!(preset("  Phi-4  ").hf_id, "microsoft/phi-4");
-    assert_eq!(
-        preset("microsoft/PHI-4-MINI-INSTRUCT").name,
-        "phi-4-mini-instruct"
-    );
+    assert_eq!(preset("microsoft/PHI-4-MINI-INSTRUCT").name, "phi-4-mini-instruct");
     assert_eq!(preset("gemma-3-4b-instruct").hf_id, "google/gemma-3-4b-it");
     assert_eq!(preset("mistral-7b").hf_id, "mistralai/Mistral-7B-v0.3");
     assert_eq!(preset("mistralai/mistral-7b-v0.3").name, "mistral-7b");
@@ -186,55 +156,29 @@ fn lookup_is_case_insensitive_over_aliases_and_ids() {
 
 #[test]
 fn deprecated_names_are_rejected_with_upstreams_message() {
-    for name in [
-        "phi-2",
-        "falcon-7b",
-        "Falcon-40B-Instruct",
-        "llama-2-7b-chat",
-    ] {
+    for name in ["phi-2", "falcon-7b", "Falcon-40B-Instruct", "llama-2-7b-chat"] {
         let err = catalog::lookup(name).expect_err(name);
-        assert_eq!(
-            err,
-            CatalogError::Deprecated {
-                name: name.to_string()
-            }
-        );
-        assert_eq!(
-            err.to_string(),
-            format!("Model {name} is deprecated and no longer supported")
-        );
+        assert_eq!(err, CatalogError::Deprecated { name: name.to_string() });
+        assert_eq!(err.to_string(), format!("Model {name} is deprecated and no longer supported"));
     }
 }
 
 #[test]
 fn unknown_names_point_at_the_model_list() {
     let err = catalog::lookup("phi-5").expect_err("unknown");
-    assert_eq!(
-        err,
-        CatalogError::Unknown {
-            name: "phi-5".to_string()
-        }
-    );
+    assert_eq!(err, CatalogError::Unknown { name: "phi-5".to_string() });
     assert!(err.to_string().contains("kaito models list"), "{err}");
-    assert!(matches!(
-        catalog::lookup(""),
-        Err(CatalogError::Unknown { .. })
-    ));
+    assert!(matches!(catalog::lookup(""), Err(CatalogError::Unknown { .. })));
 }
 
 #[test]
 fn ids_outside_the_catalog_are_left_to_offline_resolution() {
     assert_eq!(
         catalog::lookup("Qwen/Qwen2.5-7B-Instruct"),
-        Err(CatalogError::NotInCatalog {
-            hf_id: "Qwen/Qwen2.5-7B-Instruct".to_string()
-        })
+        Err(CatalogError::NotInCatalog { hf_id: "Qwen/Qwen2.5-7B-Instruct".to_string() })
     );
     for bad in ["/model", "org/", "a/b/c", " / "] {
-        assert!(
-            matches!(catalog::lookup(bad), Err(CatalogError::InvalidName { .. })),
-            "{bad}"
-        );
+        assert!(matches!(catalog::lookup(bad), Err(CatalogError::InvalidName { .. })), "{bad}");
     }
 }
 
@@ -245,10 +189,7 @@ fn preset_json_includes_the_derived_sizes() {
     assert_eq!(json["diskGib"], 107);
     assert_eq!(json["bytesPerToken"], 204_800);
     assert_eq!(json["attentionType"], "GQA");
-    assert_eq!(
-        json["runtimes"],
-        serde_json::json!(["vllm", "transformers"])
-    );
+    assert_eq!(json["runtimes"], serde_json::json!(["vllm", "transformers"]));
     assert_eq!(json["kvCache"]["kind"], "attention");
     assert_eq!(json["kvCache"]["kvHeads"], 10);
 }

@@ -15,13 +15,8 @@ const BERT_CONFIG: &str = include_str!("fixtures/bert-base-uncased.config.json")
 
 #[test]
 fn qwen2_config_with_safetensors_index() {
-    let preset = catalog::resolve_from_hf_files(
-        "Qwen/Qwen2.5-7B-Instruct",
-        QWEN_CONFIG,
-        Some(QWEN_INDEX),
-        &[],
-    )
-    .expect("supported model");
+    let preset = catalog::resolve_from_hf_files("Qwen/Qwen2.5-7B-Instruct", QWEN_CONFIG, Some(QWEN_INDEX), &[])
+        .expect("supported model");
     assert_eq!(preset.name, "qwen/qwen2.5-7b-instruct");
     assert_eq!(preset.hf_id, "Qwen/Qwen2.5-7B-Instruct");
     assert_eq!(preset.architecture, "Qwen2ForCausalLM");
@@ -57,13 +52,8 @@ fn qwen2_config_with_safetensors_index() {
 #[test]
 fn mistral_config_with_file_sizes_only() {
     let sizes = [4_943_162_336, 4_999_819_336, 4_540_516_344];
-    let preset = catalog::resolve_from_hf_files(
-        "mistralai/Mistral-7B-Instruct-v0.2",
-        MISTRAL_CONFIG,
-        None,
-        &sizes,
-    )
-    .expect("supported model");
+    let preset = catalog::resolve_from_hf_files("mistralai/Mistral-7B-Instruct-v0.2", MISTRAL_CONFIG, None, &sizes)
+        .expect("supported model");
     assert_eq!(preset.weight_bytes, 14_483_498_016);
     assert_eq!(preset.bytes_per_token(), 131_072);
     assert_eq!(preset.kv_cache.attention_type(), "GQA");
@@ -73,13 +63,8 @@ fn mistral_config_with_file_sizes_only() {
 
 #[test]
 fn quantized_checkpoints_run_with_auto_dtype() {
-    let preset = catalog::resolve_from_hf_files(
-        "Qwen/Qwen2.5-7B-Instruct-AWQ",
-        QWEN_AWQ_CONFIG,
-        None,
-        &[5 * GIB],
-    )
-    .expect("supported model");
+    let preset = catalog::resolve_from_hf_files("Qwen/Qwen2.5-7B-Instruct-AWQ", QWEN_AWQ_CONFIG, None, &[5 * GIB])
+        .expect("supported model");
     assert_eq!(preset.quantization.as_deref(), Some("awq"));
     assert_eq!(preset.dtype, "auto");
     // head_dim is absent: hidden 3584 / 28 heads = 128.
@@ -88,9 +73,8 @@ fn quantized_checkpoints_run_with_auto_dtype() {
 
 #[test]
 fn multimodal_configs_are_read_from_text_config() {
-    let preset =
-        catalog::resolve_from_hf_files("google/gemma-3-12b-it", GEMMA_CONFIG, None, &[24 * GIB])
-            .expect("supported model");
+    let preset = catalog::resolve_from_hf_files("google/gemma-3-12b-it", GEMMA_CONFIG, None, &[24 * GIB])
+        .expect("supported model");
     assert_eq!(preset.architecture, "Gemma3ForConditionalGeneration");
     assert_eq!(preset.model_token_limit, 131_072);
     // 2 × 48 layers × 2 × 8 KV heads × 256 = 393216.
@@ -99,13 +83,9 @@ fn multimodal_configs_are_read_from_text_config() {
 
 #[test]
 fn latent_attention_configs_use_the_latent_size() {
-    let preset = catalog::resolve_from_hf_files(
-        "deepseek-ai/DeepSeek-V2-Lite",
-        DEEPSEEK_LITE_CONFIG,
-        None,
-        &[30 * GIB],
-    )
-    .expect("supported model");
+    let preset =
+        catalog::resolve_from_hf_files("deepseek-ai/DeepSeek-V2-Lite", DEEPSEEK_LITE_CONFIG, None, &[30 * GIB])
+            .expect("supported model");
     assert_eq!(preset.kv_cache.attention_type(), "MLA");
     // 2 × 27 layers × (512 + 64) = 31104.
     assert_eq!(preset.bytes_per_token(), 31_104);
@@ -113,13 +93,8 @@ fn latent_attention_configs_use_the_latent_size() {
 
 #[test]
 fn unsupported_architecture_is_named_with_what_to_do() {
-    let err = catalog::resolve_from_hf_files(
-        "google-bert/bert-base-uncased",
-        BERT_CONFIG,
-        None,
-        &[440_000_000],
-    )
-    .expect_err("BERT is not a vLLM text-generation model");
+    let err = catalog::resolve_from_hf_files("google-bert/bert-base-uncased", BERT_CONFIG, None, &[440_000_000])
+        .expect_err("BERT is not a vLLM text-generation model");
     assert_eq!(
         err,
         CatalogError::UnsupportedArchitecture {
@@ -134,27 +109,16 @@ fn unsupported_architecture_is_named_with_what_to_do() {
 
 #[test]
 fn broken_inputs_are_reported() {
-    let resolve = |config: &str, sizes: &[u64]| {
-        catalog::resolve_from_hf_files("org/model", config, None, sizes)
-    };
-    assert!(matches!(
-        resolve("not json", &[1]),
-        Err(CatalogError::InvalidConfig { .. })
-    ));
-    assert!(matches!(
-        resolve("{}", &[1]),
-        Err(CatalogError::InvalidConfig { .. })
-    ));
+    let resolve = |config: &str, sizes: &[u64]| catalog::resolve_from_hf_files("org/model", config, None, sizes);
+    assert!(matches!(resolve("not json", &[1]), Err(CatalogError::InvalidConfig { .. })));
+    assert!(matches!(resolve("{}", &[1]), Err(CatalogError::InvalidConfig { .. })));
     let no_layers = r#"{"architectures": ["LlamaForCausalLM"], "max_position_embeddings": 4096}"#;
     let err = resolve(no_layers, &[1]).expect_err("no layers");
     assert!(err.to_string().contains("num_hidden_layers"), "{err}");
     let no_context = r#"{"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 64}"#;
     let err = resolve(no_context, &[1]).expect_err("no context length");
     assert!(err.to_string().contains("max_position_embeddings"), "{err}");
-    assert!(matches!(
-        resolve(MISTRAL_CONFIG, &[]),
-        Err(CatalogError::MissingWeights { .. })
-    ));
+    assert!(matches!(resolve(MISTRAL_CONFIG, &[]), Err(CatalogError::MissingWeights { .. })));
     assert!(matches!(
         catalog::resolve_from_hf_files("not-an-id", MISTRAL_CONFIG, None, &[1]),
         Err(CatalogError::InvalidName { .. })
@@ -165,8 +129,7 @@ fn broken_inputs_are_reported() {
 fn falcon_multi_query_flag_means_one_kv_head() {
     let falcon = r#"{"architectures": ["FalconForCausalLM"], "hidden_size": 4544, "n_head": 71, "n_layer": 32,
         "multi_query": true, "max_position_embeddings": 2048, "torch_dtype": "bfloat16"}"#;
-    let preset = catalog::resolve_from_hf_files("tiiuae/falcon-7b", falcon, None, &[14 * GIB])
-        .expect("supported");
+    let preset = catalog::resolve_from_hf_files("tiiuae/falcon-7b", falcon, None, &[14 * GIB]).expect("supported");
     // 2 × 32 × 2 × 1 × 64 = 8192, the legacy falcon-7b value.
     assert_eq!(preset.bytes_per_token(), 8192);
     assert_eq!(preset.kv_cache.attention_type(), "MQA");

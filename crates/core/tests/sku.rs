@@ -15,12 +15,7 @@ fn sku_counts_match_the_upstream_tables() {
     assert_eq!(sku::all(Cloud::Aws).len(), 35);
     // §4.3: A2 and A16 SKUs in four sizes each.
     assert_eq!(sku::all(Cloud::Arc).len(), 8);
-    assert!(
-        sku::all(Cloud::Aws)
-            .iter()
-            .chain(sku::all(Cloud::Arc))
-            .all(|s| !s.legacy)
-    );
+    assert!(sku::all(Cloud::Aws).iter().chain(sku::all(Cloud::Arc)).all(|s| !s.legacy));
 }
 
 #[test]
@@ -45,10 +40,7 @@ fn selected_skus_match_the_tables() {
     assert_eq!((t4.gpu_count, t4.total_gpu_memory_bytes), (4, 64 * GIB));
 
     let p5en = sku::lookup(Cloud::Aws, "p5en.48xlarge").expect("in catalog");
-    assert_eq!(
-        (p5en.gpu_count, p5en.total_gpu_memory_bytes),
-        (8, 1128 * GIB)
-    );
+    assert_eq!((p5en.gpu_count, p5en.total_gpu_memory_bytes), (8, 1128 * GIB));
     let gr6 = sku::lookup(Cloud::Aws, "gr6.8xlarge").expect("in catalog");
     assert_eq!((gr6.gpu_count, gr6.gpu_model.as_str()), (1, "L4"));
     let inf2 = sku::lookup(Cloud::Aws, "inf2.48xlarge").expect("in catalog");
@@ -88,17 +80,11 @@ fn azure_per_gpu_memory_matches_the_per_gpu_column() {
 #[test]
 fn lookup_is_exact_with_a_did_you_mean() {
     assert!(sku::lookup(Cloud::Azure, "standard_nc24ads_a100_v4").is_none());
-    assert_eq!(
-        sku::suggest(Cloud::Azure, "standard_nc24ads_a100_v4"),
-        Some("Standard_NC24ads_A100_v4")
-    );
+    assert_eq!(sku::suggest(Cloud::Azure, "standard_nc24ads_a100_v4"), Some("Standard_NC24ads_A100_v4"));
     assert_eq!(sku::suggest(Cloud::Azure, "Standard_NC24ads_A100_v4"), None);
     assert_eq!(sku::suggest(Cloud::Aws, "Standard_NC24ads_A100_v4"), None);
     assert!(sku::lookup(Cloud::Aws, "Standard_NC24ads_A100_v4").is_none());
-    assert_eq!(
-        sku::lookup_any("p4d.24xlarge").and_then(|s| s.cloud),
-        Some(Cloud::Aws)
-    );
+    assert_eq!(sku::lookup_any("p4d.24xlarge").and_then(|s| s.cloud), Some(Cloud::Aws));
 }
 
 #[test]
@@ -114,17 +100,11 @@ fn cloud_names_parse_and_print_lowercase() {
     assert_eq!("AWS".parse::<Cloud>(), Ok(Cloud::Aws));
     assert_eq!(" azure ".parse::<Cloud>(), Ok(Cloud::Azure));
     assert_eq!(Cloud::Arc.to_string(), "arc");
-    assert!(matches!(
-        "gcp".parse::<Cloud>(),
-        Err(SkuError::UnknownCloud { .. })
-    ));
+    assert!(matches!("gcp".parse::<Cloud>(), Err(SkuError::UnknownCloud { .. })));
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 #[test]
@@ -152,11 +132,8 @@ fn byo_shape_comes_from_gpu_feature_discovery_labels() {
 fn byo_memory_rounds_to_whole_gib() {
     // A10 reports 23028 MiB = 22.49 GiB → 22; A6000-class 46068 MiB = 44.99 GiB → 45.
     for (mib, gib) in [("23028", 22), ("46068", 45), ("512", 1), ("511", 0)] {
-        let node = labels(&[
-            ("nvidia.com/gpu.product", "X"),
-            ("nvidia.com/gpu.count", "2"),
-            ("nvidia.com/gpu.memory", mib),
-        ]);
+        let node =
+            labels(&[("nvidia.com/gpu.product", "X"), ("nvidia.com/gpu.count", "2"), ("nvidia.com/gpu.memory", mib)]);
         let gpu = sku::from_node_labels(&node).expect("complete labels");
         assert_eq!(gpu.gpu_memory_per_gpu_bytes, gib * GIB, "{mib}");
         assert_eq!(gpu.total_gpu_memory_bytes, 2 * gib * GIB, "{mib}");
@@ -174,35 +151,18 @@ fn byo_mig_needs_a_successfully_applied_config() {
     let with = |extra: &[(&str, &str)]| {
         let mut all = base.to_vec();
         all.extend_from_slice(extra);
-        sku::from_node_labels(&labels(&all))
-            .expect("complete labels")
-            .mig
+        sku::from_node_labels(&labels(&all)).expect("complete labels").mig
     };
-    assert!(with(&[
-        ("nvidia.com/mig.config", "all-1g.5gb"),
-        ("nvidia.com/mig.config.state", "success")
-    ]));
-    assert!(!with(&[
-        ("nvidia.com/mig.config", "all-1g.5gb"),
-        ("nvidia.com/mig.config.state", "pending")
-    ]));
-    assert!(!with(&[
-        ("nvidia.com/mig.config", "all-disabled"),
-        ("nvidia.com/mig.config.state", "success")
-    ]));
+    assert!(with(&[("nvidia.com/mig.config", "all-1g.5gb"), ("nvidia.com/mig.config.state", "success")]));
+    assert!(!with(&[("nvidia.com/mig.config", "all-1g.5gb"), ("nvidia.com/mig.config.state", "pending")]));
+    assert!(!with(&[("nvidia.com/mig.config", "all-disabled"), ("nvidia.com/mig.config.state", "success")]));
     assert!(!with(&[]));
 }
 
 #[test]
 fn byo_missing_or_bad_labels_say_what_to_install() {
-    let missing =
-        sku::from_node_labels(&labels(&[("nvidia.com/gpu.count", "1")])).expect_err("missing");
-    assert_eq!(
-        missing,
-        SkuError::MissingLabel {
-            label: "nvidia.com/gpu.product".to_string()
-        }
-    );
+    let missing = sku::from_node_labels(&labels(&[("nvidia.com/gpu.count", "1")])).expect_err("missing");
+    assert_eq!(missing, SkuError::MissingLabel { label: "nvidia.com/gpu.product".to_string() });
     assert!(missing.to_string().contains("GPU Feature Discovery"));
     let bad = sku::from_node_labels(&labels(&[
         ("nvidia.com/gpu.product", "X"),
@@ -210,9 +170,7 @@ fn byo_missing_or_bad_labels_say_what_to_install() {
         ("nvidia.com/gpu.memory", "1024"),
     ]))
     .expect_err("bad count");
-    assert!(
-        matches!(bad, SkuError::InvalidLabel { ref label, .. } if label == "nvidia.com/gpu.count")
-    );
+    assert!(matches!(bad, SkuError::InvalidLabel { ref label, .. } if label == "nvidia.com/gpu.count"));
     let zero = sku::from_node_labels(&labels(&[
         ("nvidia.com/gpu.product", "X"),
         ("nvidia.com/gpu.count", "0"),

@@ -47,18 +47,11 @@ fn parse_architectures(yaml: &str) -> Result<Architectures, String> {
     let mut defaults = HashMap::new();
     for entry in file.defaults {
         if !supported_set.contains(&entry.architecture) {
-            return Err(format!(
-                "defaults given for unsupported architecture {}",
-                entry.architecture
-            ));
+            return Err(format!("defaults given for unsupported architecture {}", entry.architecture));
         }
         defaults.insert(entry.architecture.clone(), entry);
     }
-    Ok(Architectures {
-        supported: file.supported,
-        supported_set,
-        defaults,
-    })
+    Ok(Architectures { supported: file.supported, supported_set, defaults })
 }
 
 fn architectures() -> &'static Architectures {
@@ -108,9 +101,7 @@ impl<'a> ConfigReader<'a> {
                 .as_u64()
                 .and_then(|n| u32::try_from(n).ok())
                 .map(Some)
-                .ok_or_else(|| {
-                    self.invalid(format!("{} must be a positive integer, got {v}", keys[0]))
-                }),
+                .ok_or_else(|| self.invalid(format!("{} must be a positive integer, got {v}", keys[0]))),
         }
     }
 
@@ -119,10 +110,7 @@ impl<'a> ConfigReader<'a> {
     }
 
     fn invalid(&self, reason: String) -> CatalogError {
-        CatalogError::InvalidConfig {
-            hf_id: self.hf_id.to_string(),
-            reason,
-        }
+        CatalogError::InvalidConfig { hf_id: self.hf_id.to_string(), reason }
     }
 }
 
@@ -148,22 +136,13 @@ pub fn resolve_from_hf_files(
 ) -> Result<Preset, CatalogError> {
     let hf_id = hf_id.trim();
     super::validate_hf_id(hf_id)?;
-    let invalid = |reason: String| CatalogError::InvalidConfig {
-        hf_id: hf_id.to_string(),
-        reason,
-    };
-    let config: Value =
-        serde_json::from_str(config_json).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
-    let root = config
-        .as_object()
-        .ok_or_else(|| invalid("the top level is not a JSON object".to_string()))?;
+    let invalid = |reason: String| CatalogError::InvalidConfig { hf_id: hf_id.to_string(), reason };
+    let config: Value = serde_json::from_str(config_json).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+    let root = config.as_object().ok_or_else(|| invalid("the top level is not a JSON object".to_string()))?;
     let reader = ConfigReader {
         hf_id,
         root,
-        text: root
-            .get("text_config")
-            .or_else(|| root.get("llm_config"))
-            .and_then(Value::as_object),
+        text: root.get("text_config").or_else(|| root.get("llm_config")).and_then(Value::as_object),
     };
 
     let architecture = root
@@ -174,21 +153,12 @@ pub fn resolve_from_hf_files(
         .ok_or_else(|| invalid("no `architectures` list".to_string()))?
         .to_string();
     if !is_supported_architecture(&architecture) {
-        return Err(CatalogError::UnsupportedArchitecture {
-            hf_id: hf_id.to_string(),
-            architecture,
-        });
+        return Err(CatalogError::UnsupportedArchitecture { hf_id: hf_id.to_string(), architecture });
     }
 
     let kv_cache = read_kv_layout(&reader)?;
     let model_token_limit = reader
-        .u32(&[
-            "max_position_embeddings",
-            "max_sequence_length",
-            "seq_length",
-            "n_positions",
-            "model_max_length",
-        ])?
+        .u32(&["max_position_embeddings", "max_sequence_length", "seq_length", "n_positions", "model_max_length"])?
         .ok_or_else(|| invalid("no max_position_embeddings (context length)".to_string()))?;
 
     let quantization = reader
@@ -238,25 +208,15 @@ fn read_kv_layout(reader: &ConfigReader<'_>) -> Result<KvCacheLayout, CatalogErr
         .u32(&["num_hidden_layers", "n_layer", "num_layers", "n_layers"])?
         .filter(|&n| n > 0)
         .ok_or_else(|| reader.invalid("no num_hidden_layers".to_string()))?;
-    if let (Some(kv_lora_rank), Some(qk_rope_head_dim)) = (
-        reader.u32(&["kv_lora_rank"])?,
-        reader.u32(&["qk_rope_head_dim"])?,
-    ) {
-        return Ok(KvCacheLayout::Latent {
-            layers,
-            kv_lora_rank,
-            qk_rope_head_dim,
-        });
+    if let (Some(kv_lora_rank), Some(qk_rope_head_dim)) =
+        (reader.u32(&["kv_lora_rank"])?, reader.u32(&["qk_rope_head_dim"])?)
+    {
+        return Ok(KvCacheLayout::Latent { layers, kv_lora_rank, qk_rope_head_dim });
     }
     let hidden_size = reader.u32(&["hidden_size", "n_embd", "d_model"])?;
-    let attention_heads = reader
-        .u32(&["num_attention_heads", "n_head", "num_heads"])?
-        .filter(|&n| n > 0);
+    let attention_heads = reader.u32(&["num_attention_heads", "n_head", "num_heads"])?.filter(|&n| n > 0);
     // Older Falcon configs mark multi-query attention with a flag instead of a head count.
-    let multi_query = reader
-        .value(&["multi_query"])
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let multi_query = reader.value(&["multi_query"]).and_then(Value::as_bool).unwrap_or(false);
     let kv_heads = match reader.u32(&["num_key_value_heads", "num_kv_heads", "n_head_kv"])? {
         Some(n) if n > 0 => Some(n),
         _ if multi_query => Some(1),
@@ -268,18 +228,11 @@ fn read_kv_layout(reader: &ConfigReader<'_>) -> Result<KvCacheLayout, CatalogErr
         _ => match (hidden_size, attention_heads) {
             (Some(hidden), Some(heads)) => hidden / heads,
             _ => {
-                return Err(reader
-                    .invalid("no head_dim and no hidden_size/num_attention_heads".to_string()));
+                return Err(reader.invalid("no head_dim and no hidden_size/num_attention_heads".to_string()));
             }
         },
     };
-    Ok(KvCacheLayout::Attention {
-        layers,
-        kv_heads,
-        head_dim,
-        hidden_size,
-        attention_heads,
-    })
+    Ok(KvCacheLayout::Attention { layers, kv_heads, head_dim, hidden_size, attention_heads })
 }
 
 fn weight_bytes(
@@ -288,27 +241,21 @@ fn weight_bytes(
     safetensors_sizes: &[u64],
 ) -> Result<u64, CatalogError> {
     if let Some(index) = safetensors_index_json {
-        let parsed: Value =
-            serde_json::from_str(index).map_err(|e| CatalogError::InvalidConfig {
-                hf_id: hf_id.to_string(),
-                reason: format!("model.safetensors.index.json is not valid JSON: {e}"),
-            })?;
+        let parsed: Value = serde_json::from_str(index).map_err(|e| CatalogError::InvalidConfig {
+            hf_id: hf_id.to_string(),
+            reason: format!("model.safetensors.index.json is not valid JSON: {e}"),
+        })?;
         let total = parsed
             .get("metadata")
             .and_then(|m| m.get("total_size"))
-            .and_then(|t| {
-                t.as_u64()
-                    .or_else(|| t.as_str().and_then(|s| s.parse().ok()))
-            });
+            .and_then(|t| t.as_u64().or_else(|| t.as_str().and_then(|s| s.parse().ok())));
         if let Some(total) = total.filter(|&t| t > 0) {
             return Ok(total);
         }
     }
     let sum: u64 = safetensors_sizes.iter().sum();
     if sum == 0 {
-        return Err(CatalogError::MissingWeights {
-            hf_id: hf_id.to_string(),
-        });
+        return Err(CatalogError::MissingWeights { hf_id: hf_id.to_string() });
     }
     Ok(sum)
 }
@@ -319,20 +266,14 @@ mod tests {
 
     #[test]
     fn compiled_in_architecture_list_parses() {
-        let parsed =
-            parse_architectures(ARCHITECTURES_YAML).expect("data/hf_architectures.yaml parses");
+        let parsed = parse_architectures(ARCHITECTURES_YAML).expect("data/hf_architectures.yaml parses");
         assert!(parsed.supported.len() >= 60, "{}", parsed.supported.len());
     }
 
     #[test]
     fn every_catalog_architecture_is_supported() {
         for preset in super::super::all() {
-            assert!(
-                is_supported_architecture(&preset.architecture),
-                "{} ({})",
-                preset.hf_id,
-                preset.architecture
-            );
+            assert!(is_supported_architecture(&preset.architecture), "{} ({})", preset.hf_id, preset.architecture);
         }
     }
 
@@ -340,14 +281,8 @@ mod tests {
     fn index_total_size_wins_over_file_sizes() {
         let index = r#"{"metadata": {"total_size": 1000}, "weight_map": {}}"#;
         assert_eq!(weight_bytes("a/b", Some(index), &[5, 6]), Ok(1000));
-        assert_eq!(
-            weight_bytes("a/b", Some(r#"{"weight_map": {}}"#), &[5, 6]),
-            Ok(11)
-        );
+        assert_eq!(weight_bytes("a/b", Some(r#"{"weight_map": {}}"#), &[5, 6]), Ok(11));
         assert_eq!(weight_bytes("a/b", None, &[7]), Ok(7));
-        assert!(matches!(
-            weight_bytes("a/b", None, &[]),
-            Err(CatalogError::MissingWeights { .. })
-        ));
+        assert!(matches!(weight_bytes("a/b", None, &[]), Err(CatalogError::MissingWeights { .. })));
     }
 }
