@@ -17,7 +17,11 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     anyhow::ensure!(args.len() == 5, "usage: embed_bench MODEL_DIR CORPUS.jsonl STRIDE OUT_CHUNKS.jsonl");
     let stride: usize = args[3].parse()?;
-    let embedder = LocalEmbedder::load("bench", std::path::Path::new(&args[1]), LocalOptions::default())?;
+    let mut opts = LocalOptions::default();
+    if let Some(t) = std::env::var("RAG_EMBED_BATCH_TOKENS").ok().and_then(|v| v.parse().ok()) {
+        opts.batch_tokens = t;
+    }
+    let embedder = LocalEmbedder::load("bench", std::path::Path::new(&args[1]), opts)?;
     let chunker = Chunker::new(
         Sizer::Tokens(std::sync::Arc::new(embedder.sizing_tokenizer())),
         embedder.max_seq_length() - 2,

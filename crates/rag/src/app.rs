@@ -44,7 +44,8 @@ pub async fn load_embedder(cfg: &Config) -> Result<Embedder, StartError> {
         EmbeddingType::Local => {
             let model_id = cfg.model_id().to_owned();
             let dir = crate::embed::resolve_model_dir(&model_id, cfg.model_dir.as_deref(), &cfg.model_roots())?;
-            let opts = LocalOptions { batch_size: cfg.embed_batch_size.max(1), ..LocalOptions::default() };
+            let opts =
+                LocalOptions { batch_size: cfg.embed_batch_size.max(1), batch_tokens: cfg.embed_batch_tokens.max(64) };
             tracing::info!(model = %model_id, dir = %dir.display(), "loading embedding model");
             let e = tokio::task::spawn_blocking(move || LocalEmbedder::load(&model_id, &dir, opts))
                 .await

@@ -62,6 +62,9 @@ pub struct Config {
     /// Texts per forward pass of the local model.
     #[arg(long, env = "RAG_EMBED_BATCH_SIZE", default_value_t = 32)]
     pub embed_batch_size: usize,
+    /// Most (padded) tokens per forward pass of the local model: lower means less memory.
+    #[arg(long, env = "RAG_EMBED_BATCH_TOKENS", default_value_t = 1024)]
+    pub embed_batch_tokens: usize,
     /// Tokens of overlap between consecutive chunks.
     #[arg(long, env = "RAG_CHUNK_OVERLAP_TOKENS", default_value_t = 32)]
     pub chunk_overlap_tokens: usize,

@@ -121,9 +121,9 @@ pub struct LocalOptions {
 
 impl Default for LocalOptions {
     fn default() -> Self {
-        // 2,048 tokens keeps the attention scores of one batch (batch x heads x len x len
-        // floats) near 25 MB for 256-token chunks, so peak memory stays low.
-        Self { batch_size: 32, batch_tokens: 2048 }
+        // 1,024 tokens keeps the attention scores of one batch (batch x heads x len x len
+        // floats) near 12 MB for 256-token chunks, so peak memory stays low.
+        Self { batch_size: 32, batch_tokens: 1024 }
     }
 }
 
