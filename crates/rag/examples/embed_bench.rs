@@ -21,6 +21,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(t) = std::env::var("RAG_EMBED_BATCH_TOKENS").ok().and_then(|v| v.parse().ok()) {
         opts.batch_tokens = t;
     }
+    let batch_tokens = opts.batch_tokens;
     let embedder = LocalEmbedder::load("bench", std::path::Path::new(&args[1]), opts)?;
     let chunker = Chunker::new(
         Sizer::Tokens(std::sync::Arc::new(embedder.sizing_tokenizer())),
@@ -65,6 +66,14 @@ fn main() -> anyhow::Result<()> {
             "seconds": secs,
             "chunks_per_s": chunks.len() as f64 / secs,
             "tokens_per_s": tokens as f64 / secs,
+            "batch_tokens": batch_tokens,
+            "peak_rss_mb": std::fs::read_to_string("/proc/self/status")
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|kb| kb / 1024.0),
         })
     );
     Ok(())
