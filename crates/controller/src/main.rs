@@ -189,9 +189,21 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::spawn(kaito_controller::server::serve(args.metrics_addr, metrics, async move {
         let _ = server_stop_rx.await;
     }));
+    let mut webhook = webhook;
+    let webhook_ended = async {
+        match webhook.as_mut() {
+            Some(task) => task.await,
+            None => std::future::pending().await,
+        }
+    };
     let ended_early = tokio::select! {
         _ = shutdown_signal() => None,
         result = &mut controller => Some(result),
+        // A webhook that stopped serving blocks every create (failurePolicy Fail): exit so the pod restarts.
+        result = webhook_ended => {
+            result.context("webhook task")?.context("admission webhook")?;
+            anyhow::bail!("the admission webhook stopped serving");
+        }
     };
     tracing::info!("shutting down");
     let _ = stop.send(());
