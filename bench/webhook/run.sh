@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Admission webhook latency (p50/p99), in-process and over HTTPS; results go to docs/benchmarks-webhook.md.
+# Admission webhook latency (p50/p99), in-process and over HTTPS; results go to docs/benchmarks.md (section "Admission webhook").
 # Usage: bench/webhook/run.sh [N]   (default 10000 reviews)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
