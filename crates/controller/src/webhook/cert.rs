@@ -229,7 +229,8 @@ fn from_secret(secret: &Secret) -> Option<ServingCert> {
     })
 }
 
-fn to_secret(cert: &ServingCert, name: &str) -> Secret {
+/// The Secret a certificate is kept in (type `kubernetes.io/tls`, plus the CA and the expiry annotation).
+pub fn to_secret(cert: &ServingCert, name: &str) -> Secret {
     let not_after = cert.not_after.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let mut secret = Secret::default();
     secret.metadata.name = Some(name.to_string());
