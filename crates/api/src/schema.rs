@@ -1,6 +1,6 @@
 //! Schema helpers for fields whose OpenAPI schema is not the one their Rust type would derive.
 
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::{Schema, SchemaGenerator, json_schema};
 
 /// An object the apiserver stores as given (`x-kubernetes-preserve-unknown-fields`), as upstream does
 /// for embedded core types (PodTemplateSpec, VolumeSource) to keep the CRD small.
@@ -41,19 +41,4 @@ pub fn label_selector(generator: &mut SchemaGenerator) -> Schema {
         },
         "x-kubernetes-map-type": "atomic",
     })
-}
-
-/// Builds the schema of `T` the way kube-derive does for a CRD (inlined, structural, nullable options).
-pub fn structural_schema_for<T: JsonSchema>() -> serde_json::Value {
-    let generator = schemars::generate::SchemaSettings::openapi3()
-        .with(|s| {
-            s.inline_subschemas = true;
-            s.meta_schema = None;
-        })
-        .with_transform(schemars::transform::AddNullable::default())
-        .with_transform(kube_core::schema::StructuralSchemaRewriter)
-        .with_transform(kube_core::schema::OptionalEnum)
-        .with_transform(kube_core::schema::OptionalIntOrString)
-        .into_generator();
-    serde_json::to_value(generator.into_root_schema_for::<T>()).unwrap_or_default()
 }

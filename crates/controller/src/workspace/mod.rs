@@ -130,6 +130,11 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     result
 }
 
+/// A JSON patch from its JSON form; a malformed one is a bug here, reported instead of sent empty.
+fn json_patch<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, Error> {
+    serde_json::from_value(value).map_err(|source| desired::BuildError::Shape { kind: "JSON patch", source }.into())
+}
+
 fn now() -> Time {
     Time(Timestamp::now())
 }
@@ -214,11 +219,7 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
              "value": ws.finalizers().iter().cloned().chain([WORKSPACE_FINALIZER.to_string()]).collect::<Vec<_>>()},
         ]);
         workspaces
-            .patch(
-                &names.name,
-                &PatchParams::default(),
-                &Patch::<()>::Json(serde_json::from_value(patch).unwrap_or_default()),
-            )
+            .patch(&names.name, &PatchParams::default(), &Patch::<()>::Json(json_patch(patch)?))
             .await
             .during(|| format!("adding the finalizer to {}/{}", names.namespace, names.name))?;
         // The patch triggers another reconcile with the finalizer in place.
@@ -631,11 +632,7 @@ async fn finalize(ws: &Workspace, names: &Names, ctx: &Ctx, workspaces: &Api<Wor
         {"op": "replace", "path": "/metadata/finalizers", "value": remaining},
     ]);
     workspaces
-        .patch(
-            &names.name,
-            &PatchParams::default(),
-            &Patch::<()>::Json(serde_json::from_value(patch).unwrap_or_default()),
-        )
+        .patch(&names.name, &PatchParams::default(), &Patch::<()>::Json(json_patch(patch)?))
         .await
         .during(|| "removing the finalizer".into())?;
     ctx.metrics.workspace_state(&names.namespace, &names.name, None);
