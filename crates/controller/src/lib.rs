@@ -41,14 +41,9 @@ pub fn start_with_metrics(
     metrics: Arc<metrics::Metrics>,
 ) -> (tokio::task::JoinHandle<()>, tokio::sync::oneshot::Sender<()>, Arc<metrics::Metrics>) {
     let reporter = Reporter { controller: config.field_manager.clone(), instance: std::env::var("POD_NAME").ok() };
-    let ctx = Arc::new(workspace::Ctx {
-        recorder: Recorder::new(client.clone(), reporter),
-        client,
-        config,
-        metrics: metrics.clone(),
-    });
+    let recorder = Recorder::new(client.clone(), reporter);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(workspace::run(ctx, async move {
+    let handle = tokio::spawn(workspace::run(client, config, recorder, metrics.clone(), async move {
         let _ = stopped.await;
     }));
     (handle, stop, metrics)

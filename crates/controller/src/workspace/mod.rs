@@ -5,6 +5,7 @@
 //! apply with one field manager) → compute status from what is observed (pure, [`status`]) → write status
 //! only when it changed. The finalizer is in place before anything billable (a NodeClaim) is created.
 
+pub mod cache;
 pub mod desired;
 pub mod resolve;
 pub mod status;
@@ -20,8 +21,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kaito_api::karpenter::NodeClaim;
 use kaito_api::labels::{
-    ANNOTATION_WORKSPACE_HASH, ANNOTATION_WORKSPACE_REVISION, LABEL_ACCELERATOR, LABEL_WORKSPACE, LABEL_WORKSPACE_NAME,
-    LABEL_WORKSPACE_NAMESPACE, WORKSPACE_FINALIZER,
+    ANNOTATION_WORKSPACE_HASH, ANNOTATION_WORKSPACE_REVISION, LABEL_ACCELERATOR, LABEL_KARPENTER_WORKSPACE_NAME,
+    LABEL_KARPENTER_WORKSPACE_NAMESPACE, LABEL_WORKSPACE, LABEL_WORKSPACE_NAME, LABEL_WORKSPACE_NAMESPACE,
+    WORKSPACE_FINALIZER,
 };
 use kaito_api::v1beta1::{Workspace, WorkspaceStatus};
 use kaito_api::validation::{ValidationContext, validate_workspace_create};
@@ -30,12 +32,13 @@ use kube::api::{
 };
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use self::cache::Caches;
 use self::desired::{ANNOTATION_DESIRED_HASH, Names};
 use self::resolve::{Resolved, Workload};
 use crate::config::{Config, NodeProvisioner};
@@ -57,6 +60,9 @@ pub enum Error {
     /// A desired object could not be built.
     #[error(transparent)]
     Build(#[from] desired::BuildError),
+    /// The caches stopped before they were filled (shutdown).
+    #[error(transparent)]
+    NotSynced(#[from] cache::NotSynced),
 }
 
 trait Context<T> {
@@ -79,42 +85,140 @@ pub struct Ctx {
     pub recorder: Recorder,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Nodes, pods, StatefulSets and Services as the watches last saw them.
+    pub caches: Caches,
+}
+
+/// The Workspace a labelled object belongs to, from its `name_label`/`namespace_label` labels.
+fn labelled_workspace(
+    labels: &BTreeMap<String, String>,
+    name_label: &str,
+    namespace_label: &str,
+    default_ns: Option<String>,
+) -> Option<ObjectRef<Workspace>> {
+    let name = labels.get(name_label)?;
+    let ns = labels.get(namespace_label).cloned().or(default_ns)?;
+    Some(ObjectRef::<Workspace>::new(name).within(&ns))
 }
 
 /// Runs the Workspace controller until `shutdown` resolves.
-pub async fn run(ctx: Arc<Ctx>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    let client = ctx.client.clone();
+pub async fn run(
+    client: Client,
+    config: Config,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let owned_by_workspace = watcher::Config::default().labels(LABEL_WORKSPACE);
-    let to_workspace = |labels: &BTreeMap<String, String>, default_ns: Option<String>| {
-        let name = labels.get(LABEL_WORKSPACE)?;
-        let ns = labels.get(LABEL_WORKSPACE_NAMESPACE).cloned().or(default_ns)?;
-        Some(ObjectRef::<Workspace>::new(name).within(&ns))
+    let (workspaces, statefulsets, pods, services): (Api<Workspace>, Api<StatefulSet>, Api<Pod>, Api<Service>) =
+        match &config.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => {
+                (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone()))
+            }
+        };
+    let mode = config.node_provisioner;
+    // Only nodes some Workspace can use are watched: provisioned ones carry ownership labels; bring-your-own
+    // nodes can carry any label, so that mode watches them all.
+    let node_config = match mode {
+        NodeProvisioner::AzureGpuProvisioner => watcher::Config::default().labels(LABEL_WORKSPACE),
+        NodeProvisioner::Karpenter => watcher::Config::default().labels(LABEL_KARPENTER_WORKSPACE_NAME),
+        NodeProvisioner::Byo => watcher::Config::default(),
     };
-    let (workspaces, statefulsets, pods): (Api<Workspace>, Api<StatefulSet>, Api<Pod>) = match &ctx.config.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+
+    let (ws_store, ws_writer) = reflector::store::<Workspace>();
+    let (node_store, node_writer) = reflector::store::<Node>();
+    let (pod_store, pod_writer) = reflector::store::<Pod>();
+    let (sts_store, sts_writer) = reflector::store::<StatefulSet>();
+    let (svc_store, svc_writer) = reflector::store::<Service>();
+
+    // Each watch fills its cache and triggers reconciles. Workspaces and Nodes trigger only when something a
+    // reconcile reads changed: a Workspace's own status writes, and kwok's (or a kubelet's) node heartbeats
+    // every few seconds, would otherwise each cost a reconcile.
+    let ws_events = cache::changed_objects(
+        watcher(workspaces, watcher::Config::default())
+            .default_backoff()
+            .modify(cache::slim_workspace)
+            .reflect(ws_writer),
+        cache::workspace_fingerprint,
+    );
+    let node_events = cache::changed_objects(
+        watcher(Api::<Node>::all(client.clone()), node_config)
+            .default_backoff()
+            .modify(cache::slim_node)
+            .reflect(node_writer),
+        cache::node_fingerprint,
+    );
+    let pod_events =
+        watcher(pods, owned_by_workspace.clone()).default_backoff().modify(cache::slim_pod).reflect(pod_writer);
+    let sts_events = watcher(statefulsets, owned_by_workspace.clone())
+        .default_backoff()
+        .modify(cache::slim_statefulset)
+        .reflect(sts_writer);
+    let svc_events =
+        watcher(services, owned_by_workspace.clone()).default_backoff().modify(cache::slim_service).reflect(svc_writer);
+
+    let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
+    let sync = tokio::spawn(cache::signal_synced(
+        (node_store.clone(), pod_store.clone(), sts_store.clone(), svc_store.clone()),
+        synced_tx,
+    ));
+    let caches = Caches::new(node_store, pod_store, sts_store, svc_store, synced_rx);
+    let ctx = Arc::new(Ctx { client: client.clone(), config, recorder, metrics, caches });
+
+    let workspace_index = ws_store.clone();
+    let node_to_workspaces = move |node: Node| -> Vec<ObjectRef<Workspace>> {
+        match mode {
+            NodeProvisioner::AzureGpuProvisioner => {
+                labelled_workspace(node.labels(), LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE, None)
+                    .into_iter()
+                    .collect()
+            }
+            NodeProvisioner::Karpenter => labelled_workspace(
+                node.labels(),
+                LABEL_KARPENTER_WORKSPACE_NAME,
+                LABEL_KARPENTER_WORKSPACE_NAMESPACE,
+                None,
+            )
+            .into_iter()
+            .collect(),
+            // A bring-your-own node concerns every Workspace whose labelSelector it matches.
+            NodeProvisioner::Byo => workspace_index
+                .state()
+                .iter()
+                .filter(|ws| {
+                    let wanted = resolve::sanitized_match_labels(ws);
+                    !wanted.is_empty() && wanted.iter().all(|(k, v)| node.labels().get(k) == Some(v))
+                })
+                .map(|ws| ObjectRef::from_obj(&**ws))
+                .collect(),
+        }
     };
+
     // Debounce: a burst of watch events about one Workspace (its pod, node, claim and StatefulSet change
     // together) becomes one reconcile instead of one each.
     let controller_config = kube::runtime::controller::Config::default().debounce(Duration::from_millis(500));
-    Controller::new(workspaces, watcher::Config::default())
+    Controller::for_stream(ws_events, ws_store)
         .with_config(controller_config)
-        .owns(statefulsets, watcher::Config::default())
+        .owns_stream(sts_events.touched_objects())
+        .owns_stream(svc_events.touched_objects())
         .watches(Api::<NodeClaim>::all(client.clone()), owned_by_workspace.clone(), move |claim| {
-            to_workspace(claim.labels(), None)
+            labelled_workspace(claim.labels(), LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE, None)
         })
-        .watches(Api::<Node>::all(client.clone()), owned_by_workspace.clone(), move |node| {
-            to_workspace(node.labels(), None)
+        .watches_stream(node_events, node_to_workspaces)
+        .watches_stream(pod_events.touched_objects(), move |pod: Pod| {
+            labelled_workspace(pod.labels(), LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE, pod.namespace())
         })
-        .watches::<Pod, _>(pods, owned_by_workspace, move |pod| to_workspace(pod.labels(), pod.namespace()))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
+    sync.abort();
 }
 
 fn error_policy(ws: Arc<Workspace>, error: &Error, ctx: Arc<Ctx>) -> Action {
@@ -206,6 +310,8 @@ async fn ensure_node_pool(ws: &Workspace, resolved: &Resolved, ctx: &Ctx) -> Res
 }
 
 async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
+    // Nothing is decided from a cache that does not yet hold everything (see Caches::wait_synced).
+    ctx.caches.wait_synced().await?;
     let names = Names::of(ws)?;
     let workspaces: Api<Workspace> = Api::namespaced(ctx.client.clone(), &names.namespace);
     if ws.metadata.deletion_timestamp.is_some() {
@@ -240,7 +346,7 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
         }
         None => Vec::new(),
     };
-    let nodes = list_nodes(ws, &names, ctx).await?;
+    let nodes = workspace_nodes(ws, &names, ctx);
 
     // --- validate and resolve (pure) ------------------------------------------------------------------------
     // The admission rules run here too: a Workspace admitted without the webhook (or before a rule existed)
@@ -293,18 +399,12 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
         .iter()
         .filter(|n| status::node_is_usable(n, resolved.instance_type.as_deref(), resolved.gpus_per_node))
         .count();
-    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    let mut sts = statefulsets.get_opt(&names.name).await.during(|| "reading the StatefulSet".into())?;
+    let mut sts = ctx.caches.statefulset(&names.namespace, &names.name);
     if usable >= resolved.target_nodes as usize {
         ensure_services(ws, &names, &resolved, ctx).await?;
         sts = Some(ensure_statefulset(ws, &names, &resolved, ctx, revision, sts).await?);
     }
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    let pods = pods
-        .list(&ListParams::default().labels(&format!("{LABEL_WORKSPACE}={}", names.name)))
-        .await
-        .during(|| "listing pods".into())?
-        .items;
+    let pods = ctx.caches.pods_of(&names.namespace, &names.name);
 
     // --- status (pure) then write ----------------------------------------------------------------------------
     let plan = match &resolved.workload {
@@ -325,19 +425,21 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
     Ok(Action::requeue(if succeeded { Duration::from_secs(600) } else { Duration::from_secs(60) }))
 }
 
-async fn list_nodes(ws: &Workspace, names: &Names, ctx: &Ctx) -> Result<Vec<Node>, Error> {
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let selector = match owner_selector(names, ctx.config.node_provisioner) {
-        Some(selector) => selector,
-        None => {
-            let labels = resolve::sanitized_match_labels(ws);
-            if labels.is_empty() {
-                return Ok(Vec::new());
-            }
-            labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
-        }
-    };
-    Ok(nodes.list(&ListParams::default().labels(&selector)).await.during(|| "listing nodes".into())?.items)
+/// The labels that make a node one of the Workspace's: ownership labels when KAITO provisions the nodes, the
+/// sanitized matchLabels of `resource.labelSelector` for bring-your-own nodes.
+fn node_selector(ws: &Workspace, names: &Names, mode: NodeProvisioner) -> BTreeMap<String, String> {
+    match mode {
+        NodeProvisioner::AzureGpuProvisioner => BTreeMap::from([
+            (LABEL_WORKSPACE.to_string(), names.name.clone()),
+            (LABEL_WORKSPACE_NAMESPACE.to_string(), names.namespace.clone()),
+        ]),
+        NodeProvisioner::Karpenter => desired::node_pool_ownership(names),
+        NodeProvisioner::Byo => resolve::sanitized_match_labels(ws),
+    }
+}
+
+fn workspace_nodes(ws: &Workspace, names: &Names, ctx: &Ctx) -> Vec<Node> {
+    ctx.caches.nodes_matching(&node_selector(ws, names, ctx.config.node_provisioner))
 }
 
 async fn report_invalid(
@@ -542,7 +644,8 @@ async fn ensure_services(ws: &Workspace, names: &Names, resolved: &Resolved, ctx
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &names.namespace);
     for service in desired::services(ws, resolved)? {
         let name = service.name_any();
-        if services.get_opt(&name).await.during(|| format!("reading Service {name}"))?.is_none() {
+        // From the cache: a Service created a moment ago and not yet seen only costs a 409 below.
+        if !ctx.caches.has_service(&names.namespace, &name) {
             match services.create(&PostParams::default(), &service).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(status)) if status.code == 409 => {}
@@ -598,7 +701,7 @@ async fn finalize(ws: &Workspace, names: &Names, ctx: &Ctx, workspaces: &Api<Wor
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(source) => return Err(Error::Kube { action: format!("deleting NodePool {pool}"), source }),
         }
-        if !list_nodes(ws, names, ctx).await?.is_empty() {
+        if !workspace_nodes(ws, names, ctx).is_empty() {
             return Ok(Action::requeue(Duration::from_secs(5)));
         }
     }
