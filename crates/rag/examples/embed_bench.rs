@@ -5,6 +5,9 @@
 //! as the service does, reporting chunks/s and tokens/s as JSON.
 //!
 //! Usage: embed_bench MODEL_DIR CORPUS.jsonl STRIDE OUT_CHUNKS.jsonl
+//!
+//! The service's environment variables choose the back-end: `RAG_EMBED_BACKEND`,
+//! `RAG_ONNXRUNTIME_LIB`, `RAG_EMBED_BATCH_TOKENS`.
 
 use std::io::{BufRead, Write};
 use std::time::Instant;
@@ -20,6 +23,10 @@ fn main() -> anyhow::Result<()> {
     let mut opts = LocalOptions::default();
     if let Some(t) = std::env::var("RAG_EMBED_BATCH_TOKENS").ok().and_then(|v| v.parse().ok()) {
         opts.batch_tokens = t;
+    }
+    if let Ok(b) = std::env::var("RAG_EMBED_BACKEND") {
+        opts.backend = <kaito_rag::embed::Backend as clap::ValueEnum>::from_str(&b, true)
+            .map_err(|e| anyhow::anyhow!("RAG_EMBED_BACKEND: {e}"))?;
     }
     let batch_tokens = opts.batch_tokens;
     let embedder = LocalEmbedder::load("bench", std::path::Path::new(&args[1]), opts)?;
@@ -59,6 +66,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "{}",
         json!({
+            "backend": embedder.backend_name(),
             "total_chunks": n,
             "chunking_seconds_all": chunking_s,
             "sample_chunks": chunks.len(),

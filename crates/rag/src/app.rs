@@ -44,12 +44,18 @@ pub async fn load_embedder(cfg: &Config) -> Result<Embedder, StartError> {
         EmbeddingType::Local => {
             let model_id = cfg.model_id().to_owned();
             let dir = crate::embed::resolve_model_dir(&model_id, cfg.model_dir.as_deref(), &cfg.model_roots())?;
-            let opts =
-                LocalOptions { batch_size: cfg.embed_batch_size.max(1), batch_tokens: cfg.embed_batch_tokens.max(64) };
+            let opts = LocalOptions {
+                batch_size: cfg.embed_batch_size.max(1),
+                batch_tokens: cfg.embed_batch_tokens.max(64),
+                backend: cfg.embed_backend,
+                onnxruntime_lib: cfg.onnxruntime_lib.clone(),
+                threads: cfg.embed_threads,
+            };
             tracing::info!(model = %model_id, dir = %dir.display(), "loading embedding model");
             let e = tokio::task::spawn_blocking(move || LocalEmbedder::load(&model_id, &dir, opts))
                 .await
                 .map_err(|e| StartError::Task(e.to_string()))??;
+            tracing::info!(backend = e.backend_name(), "embedding model loaded");
             Ok(Embedder::Local(Arc::new(e)))
         }
         EmbeddingType::Remote => {

@@ -65,6 +65,16 @@ pub struct Config {
     /// Most (padded) tokens per forward pass of the local model: lower means less memory.
     #[arg(long, env = "RAG_EMBED_BATCH_TOKENS", default_value_t = 1024)]
     pub embed_batch_tokens: usize,
+    /// Runtime of the local encoder: auto (ONNX Runtime when the model directory has an ONNX
+    /// export and RAG_ONNXRUNTIME_LIB names the runtime library, otherwise candle), candle or onnx.
+    #[arg(long, env = "RAG_EMBED_BACKEND", value_enum, ignore_case = true, default_value = "auto")]
+    pub embed_backend: crate::embed::Backend,
+    /// Path of libonnxruntime.so for the onnx back-end (ort's ORT_DYLIB_PATH is read too).
+    #[arg(long, env = "RAG_ONNXRUNTIME_LIB")]
+    pub onnxruntime_lib: Option<PathBuf>,
+    /// Threads per forward pass of the ONNX Runtime encoder (0: one per core).
+    #[arg(long, env = "RAG_EMBED_THREADS", default_value_t = 0)]
+    pub embed_threads: usize,
     /// Tokens of overlap between consecutive chunks.
     #[arg(long, env = "RAG_CHUNK_OVERLAP_TOKENS", default_value_t = 32)]
     pub chunk_overlap_tokens: usize,

@@ -2,11 +2,14 @@
 //!
 //! Two back-ends behind one [`Embedder`]:
 //!
-//! * [`LocalEmbedder`]: a BERT-family sentence-transformers model run in process on CPU with
-//!   candle, loaded from a local directory (`config.json`, `model.safetensors`, `tokenizer.json`,
-//!   optionally `sentence_bert_config.json`, `1_Pooling/config.json`). It reproduces
-//!   sentence-transformers: truncation at the model's `max_seq_length`, padding to the longest
-//!   sequence of each batch, mean (or CLS) pooling over real tokens, L2 normalisation.
+//! * [`LocalEmbedder`]: a BERT-family sentence-transformers model run in process on CPU,
+//!   loaded from a local directory (`config.json`, `tokenizer.json`, the weights as
+//!   `model.safetensors` and/or an ONNX export, optionally `sentence_bert_config.json`,
+//!   `1_Pooling/config.json`). The encoder runs in ONNX Runtime when the directory has an ONNX
+//!   export and the runtime library is available (about 3x faster than candle on CPU, see
+//!   docs/benchmarks-rag.md), otherwise in candle. Either way it reproduces sentence-transformers:
+//!   truncation at the model's `max_seq_length`, padding to the longest sequence of each batch,
+//!   mean (or CLS) pooling over real tokens, L2 normalisation.
 //! * [`RemoteEmbedder`]: any OpenAI-compatible `/v1/embeddings` endpoint with a bearer secret.
 //!
 //! Every vector returned is L2-normalised, so a dot product is the cosine similarity.
@@ -86,6 +89,30 @@ pub enum EmbedError {
     /// The embedding worker thread panicked or was cancelled.
     #[error("embedding task failed: {0}")]
     Task(String),
+    /// The ONNX Runtime back-end failed to load or run.
+    #[error(transparent)]
+    Onnx(#[from] crate::onnx::OnnxError),
+    /// The back-end asked for cannot run with this model directory.
+    #[error("RAG_EMBED_BACKEND={backend}: {reason}")]
+    Backend {
+        /// Back-end asked for.
+        backend: &'static str,
+        /// Why it cannot run.
+        reason: String,
+    },
+}
+
+/// Which runtime executes the local encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Backend {
+    /// ONNX Runtime when the model directory has an ONNX export and the runtime library is
+    /// found, otherwise candle.
+    #[default]
+    Auto,
+    /// candle (pure Rust, needs `model.safetensors`).
+    Candle,
+    /// ONNX Runtime (needs `model.onnx` and `libonnxruntime.so`); an error if either is missing.
+    Onnx,
 }
 
 /// How token vectors become one sentence vector.
@@ -117,14 +144,26 @@ pub struct LocalOptions {
     pub batch_size: usize,
     /// Maximum number of (padded) tokens per forward pass.
     pub batch_tokens: usize,
+    /// Runtime executing the encoder.
+    pub backend: Backend,
+    /// `libonnxruntime.so` to load; `None` looks at `RAG_ONNXRUNTIME_LIB` and `ORT_DYLIB_PATH`.
+    pub onnxruntime_lib: Option<PathBuf>,
+    /// Threads per forward pass for ONNX Runtime (0: one per core).
+    pub threads: usize,
 }
 
 impl Default for LocalOptions {
     fn default() -> Self {
         // 1,024 tokens keeps the attention scores of one batch (batch x heads x len x len
         // floats) near 12 MB for 256-token chunks, so peak memory stays low.
-        Self { batch_size: 32, batch_tokens: 1024 }
+        Self { batch_size: 32, batch_tokens: 1024, backend: Backend::Auto, onnxruntime_lib: None, threads: 0 }
     }
+}
+
+/// The runtime holding the encoder's weights.
+enum Encoder {
+    Candle(BertModel),
+    Onnx(crate::onnx::OnnxEncoder),
 }
 
 type QueryJob = (String, tokio::sync::oneshot::Sender<Result<Vec<f32>, EmbedError>>);
@@ -133,7 +172,7 @@ type QueryJob = (String, tokio::sync::oneshot::Sender<Result<Vec<f32>, EmbedErro
 pub struct LocalEmbedder {
     queries: std::sync::OnceLock<std::sync::mpsc::Sender<QueryJob>>,
     model_id: String,
-    model: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
     counter: Tokenizer,
     device: Device,
@@ -153,6 +192,7 @@ impl std::fmt::Debug for LocalEmbedder {
             .field("dim", &self.dim)
             .field("max_seq_length", &self.max_seq_length)
             .field("pooling", &self.pooling)
+            .field("backend", &self.backend_name())
             .finish()
     }
 }
@@ -165,14 +205,18 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EmbedErro
 /// Finds the directory of `model_id`: `explicit` if given, else `<root>/<model_id>` or
 /// `<root>/<model_id with / replaced by -->` for each root, else a Hugging Face cache snapshot.
 pub fn resolve_model_dir(model_id: &str, explicit: Option<&Path>, roots: &[PathBuf]) -> Result<PathBuf, EmbedError> {
-    let required = ["config.json", "model.safetensors", "tokenizer.json"];
-    let complete = |dir: &Path| required.iter().all(|f| dir.join(f).is_file());
+    let required = ["config.json", "tokenizer.json"];
+    let has_weights = |dir: &Path| dir.join("model.safetensors").is_file() || crate::onnx::model_file(dir).is_some();
+    let complete = |dir: &Path| required.iter().all(|f| dir.join(f).is_file()) && has_weights(dir);
     let mut tried = Vec::new();
     if let Some(dir) = explicit {
         if complete(dir) {
             return Ok(dir.to_owned());
         }
-        let missing: Vec<&str> = required.iter().copied().filter(|f| !dir.join(f).is_file()).collect();
+        let mut missing: Vec<&str> = required.iter().copied().filter(|f| !dir.join(f).is_file()).collect();
+        if !has_weights(dir) {
+            missing.push("model.safetensors (or model.onnx)");
+        }
         return Err(EmbedError::ModelMissing {
             model_id: model_id.to_owned(),
             reason: format!("{} lacks {}", dir.display(), missing.join(", ")),
@@ -225,13 +269,11 @@ impl LocalEmbedder {
         let tokenizer = Self::load_tokenizer(&dir.join("tokenizer.json"), Some(max_seq_length))?;
         let counter = Self::load_tokenizer(&dir.join("tokenizer.json"), None)?;
         let device = Device::Cpu;
-        let tensors = load_safetensors(&dir.join("model.safetensors"), &device)?;
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
-        let model = BertModel::load(vb, &config)?;
+        let encoder = Self::load_encoder(model_id, dir, &config, &options, &device)?;
         Ok(Self {
             queries: std::sync::OnceLock::new(),
             model_id: model_id.to_owned(),
-            model,
+            encoder,
             tokenizer,
             counter,
             device,
@@ -241,6 +283,72 @@ impl LocalEmbedder {
             pooling,
             options,
         })
+    }
+
+    fn load_encoder(
+        model_id: &str,
+        dir: &Path,
+        config: &BertConfig,
+        options: &LocalOptions,
+        device: &Device,
+    ) -> Result<Encoder, EmbedError> {
+        let onnx_model = crate::onnx::model_file(dir);
+        let library = options.onnxruntime_lib.clone().or_else(crate::onnx::library_from_env);
+        let use_onnx = match (options.backend, &onnx_model, &library) {
+            (Backend::Candle, _, _) => false,
+            (Backend::Onnx, None, _) => {
+                return Err(EmbedError::Backend {
+                    backend: "onnx",
+                    reason: format!("{} has no model.onnx or onnx/model.onnx", dir.display()),
+                });
+            }
+            (Backend::Onnx, Some(_), None) => {
+                return Err(EmbedError::Backend {
+                    backend: "onnx",
+                    reason: "no ONNX Runtime library: set RAG_ONNXRUNTIME_LIB to the path of libonnxruntime.so".into(),
+                });
+            }
+            (Backend::Onnx, Some(_), Some(_)) => true,
+            (Backend::Auto, Some(_), Some(_)) => true,
+            (Backend::Auto, None, _) => {
+                tracing::info!(dir = %dir.display(), "no ONNX export of the model; running it with candle");
+                false
+            }
+            (Backend::Auto, Some(_), None) => {
+                tracing::info!(
+                    "ONNX Runtime library not configured (RAG_ONNXRUNTIME_LIB); running the model with candle"
+                );
+                false
+            }
+        };
+        if let (true, Some(model), Some(library)) = (use_onnx, &onnx_model, &library) {
+            match crate::onnx::OnnxEncoder::load(model, library, options.threads) {
+                Ok(encoder) => return Ok(Encoder::Onnx(encoder)),
+                Err(e) if options.backend == Backend::Auto && dir.join("model.safetensors").is_file() => {
+                    tracing::warn!(error = %e, "ONNX Runtime unavailable; running the model with candle");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let weights = dir.join("model.safetensors");
+        if !weights.is_file() {
+            return Err(EmbedError::ModelMissing {
+                model_id: model_id.to_owned(),
+                reason: format!("{} has no model.safetensors for the candle back-end", dir.display()),
+                tried: dir.display().to_string(),
+            });
+        }
+        let tensors = load_safetensors(&weights, device)?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        Ok(Encoder::Candle(BertModel::load(vb, config)?))
+    }
+
+    /// The runtime executing the encoder: `onnxruntime` or `candle`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.encoder {
+            Encoder::Candle(_) => "candle",
+            Encoder::Onnx(_) => "onnxruntime",
+        }
     }
 
     /// Loads `tokenizer.json` with its padding disabled and truncation set to `truncate_at`
@@ -354,10 +462,18 @@ impl LocalEmbedder {
                 *m = 1;
             }
         }
+        let model = match &self.encoder {
+            Encoder::Candle(model) => model,
+            Encoder::Onnx(encoder) => {
+                let wide = |v: Vec<u32>| v.into_iter().map(i64::from).collect::<Vec<i64>>();
+                let (hidden, dim) = encoder.forward(b, t, wide(ids), wide(types), wide(mask.clone()))?;
+                return Ok(pool_rows(&hidden, &mask, b, t, dim, self.pooling));
+            }
+        };
         let ids = Tensor::from_vec(ids, (b, t), &self.device)?;
         let types = Tensor::from_vec(types, (b, t), &self.device)?;
         let mask = Tensor::from_vec(mask, (b, t), &self.device)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+        let hidden = model.forward(&ids, &types, Some(&mask))?;
         let pooled = match self.pooling {
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
             Pooling::Mean => {
@@ -376,6 +492,36 @@ impl LocalEmbedder {
             })
             .collect())
     }
+}
+
+/// Pools `batch` × `len` token vectors of size `dim` (row-major) into one normalised vector per
+/// row: the mean over the tokens whose `mask` is 1, or the first token.
+fn pool_rows(hidden: &[f32], mask: &[u32], batch: usize, len: usize, dim: usize, pooling: Pooling) -> Vec<Vec<f32>> {
+    (0..batch)
+        .map(|row| {
+            let tokens = &hidden[row * len * dim..(row + 1) * len * dim];
+            let mut v = match pooling {
+                Pooling::Cls => tokens[..dim].to_vec(),
+                Pooling::Mean => {
+                    let mut sum = vec![0f32; dim];
+                    let mut count = 0usize;
+                    for (token, &m) in tokens.chunks_exact(dim).zip(&mask[row * len..(row + 1) * len]) {
+                        if m != 0 {
+                            count += 1;
+                            for (s, x) in sum.iter_mut().zip(token) {
+                                *s += x;
+                            }
+                        }
+                    }
+                    let n = count.max(1) as f32;
+                    sum.iter_mut().for_each(|s| *s /= n);
+                    sum
+                }
+            };
+            normalize(&mut v);
+            v
+        })
+        .collect()
 }
 
 const MAX_QUERY_BATCH: usize = 64;

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::chunk::{ChunkError, Chunker};
 use crate::embed::{EmbedError, Embedder};
-use crate::index::{DocRecord, Fusion, Hit, Index};
+use crate::index::{DocRecord, Fusion, Hit, Index, Query};
 use crate::store::{self, Op, Store, StoreError};
 
 /// Errors from engine operations.
@@ -101,6 +101,70 @@ pub struct Engine {
     indexes: RwLock<HashMap<String, Arc<RwLock<Index>>>>,
     writer: tokio::sync::Mutex<()>,
     settings: EngineSettings,
+    searches: std::sync::mpsc::Sender<SearchJob>,
+}
+
+/// A retrieval waiting for the search thread.
+struct SearchJob {
+    index: Arc<RwLock<Index>>,
+    vector: Vec<f32>,
+    text: String,
+    k: usize,
+    filter: Option<Map<String, Value>>,
+    done: tokio::sync::oneshot::Sender<Result<Vec<Hit>, EngineError>>,
+}
+
+const MAX_SEARCH_BATCH: usize = 64;
+
+/// Answers retrievals in batches: every job that arrived while the previous batch ran is
+/// searched together, per index, with one scan of its vectors. Under concurrent load this turns
+/// N memory-bound scans into one; alone, a query pays nothing extra.
+fn search_worker(jobs: &std::sync::mpsc::Receiver<SearchJob>, fusion: Fusion) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_SEARCH_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        while !batch.is_empty() {
+            let index = Arc::clone(&batch[0].index);
+            let (same, rest): (Vec<SearchJob>, Vec<SearchJob>) =
+                batch.into_iter().partition(|j| Arc::ptr_eq(&j.index, &index));
+            batch = rest;
+            run_search_batch(&index, same, fusion);
+        }
+    }
+}
+
+fn run_search_batch(index: &RwLock<Index>, jobs: Vec<SearchJob>, fusion: Fusion) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let queries: Vec<Query<'_>> = jobs
+            .iter()
+            .map(|j| Query { vector: &j.vector, text: &j.text, k: j.k, filter: j.filter.as_ref() })
+            .collect();
+        Engine::read(index, |i| i.search_many(&queries, fusion))
+    }));
+    match outcome {
+        Ok(Ok(results)) => {
+            for (job, hits) in jobs.into_iter().zip(results) {
+                let _ = job.done.send(Ok(hits));
+            }
+        }
+        Ok(Err(e)) => {
+            let msg = e.to_string();
+            for job in jobs {
+                let _ = job.done.send(Err(EngineError::Task(msg.clone())));
+            }
+        }
+        Err(_) => {
+            tracing::error!("search panicked; its requests fail, the service continues");
+            for job in jobs {
+                let _ = job.done.send(Err(EngineError::Task("search failed".into())));
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -150,7 +214,14 @@ impl Engine {
                 indexes.insert(stored.name, Arc::new(RwLock::new(index)));
             }
         }
+        let (searches, jobs) = std::sync::mpsc::channel::<SearchJob>();
+        let fusion = settings.fusion;
+        std::thread::Builder::new()
+            .name("search".into())
+            .spawn(move || search_worker(&jobs, fusion))
+            .map_err(|e| EngineError::Task(format!("cannot start the search thread: {e}")))?;
         Ok(Self {
+            searches,
             embedder,
             chunker: Arc::new(chunker),
             store: store.map(Arc::new),
@@ -454,13 +525,14 @@ impl Engine {
         k: usize,
         filter: Option<Map<String, Value>>,
     ) -> Result<Vec<Hit>, EngineError> {
-        let idx = self.index(name)?;
-        let qvec = self.embedder.embed(vec![query.to_owned()]).await?.pop().unwrap_or_default();
-        let fusion = self.settings.fusion;
-        let query = query.to_owned();
-        tokio::task::spawn_blocking(move || Self::read(&idx, |i| i.search(&qvec, &query, k, filter.as_ref(), fusion)))
-            .await
-            .map_err(task_err)?
+        let index = self.index(name)?;
+        // Concurrent queries are embedded together and searched together (see search_worker).
+        let vector = self.embedder.embed_query(query.to_owned()).await?;
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let job = SearchJob { index, vector, text: query.to_owned(), k, filter, done };
+        let stopped = || EngineError::Task("search thread stopped".into());
+        self.searches.send(job).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     /// Resolves the directory of /persist and /load: `path` if given, else

@@ -151,6 +151,19 @@ pub struct Hit {
     pub tokens: u32,
 }
 
+/// One query of a [`Index::search_many`] batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    /// The query's embedding.
+    pub vector: &'a [f32],
+    /// The query text (for BM25).
+    pub text: &'a str,
+    /// How many chunks to return.
+    pub k: usize,
+    /// Metadata every returned chunk's document must match.
+    pub filter: Option<&'a Map<String, Value>>,
+}
+
 /// Weights of the fused score.
 #[derive(Debug, Clone, Copy)]
 pub struct Fusion {
@@ -357,10 +370,42 @@ impl Index {
         filter: Option<&Map<String, Value>>,
         fusion: Fusion,
     ) -> Vec<Hit> {
-        if k == 0 || self.docs.is_empty() {
-            return Vec::new();
+        self.search_many(&[Query { vector: qvec, text: query, k, filter }], fusion).pop().unwrap_or_default()
+    }
+
+    /// [`Index::search`] for a batch of queries, sharing one scan of the vectors.
+    pub fn search_many(&self, queries: &[Query<'_>], fusion: Fusion) -> Vec<Vec<Hit>> {
+        if self.docs.is_empty() {
+            return queries.iter().map(|_| Vec::new()).collect();
         }
-        let allowed: Option<Vec<bool>> = filter.filter(|f| !f.is_empty()).map(|f| {
+        let allowed: Vec<Option<Vec<bool>>> = queries.iter().map(|q| self.allowed_slots(q.filter)).collect();
+        let accepts: Vec<Box<dyn Fn(u32) -> bool + '_>> = allowed
+            .iter()
+            .map(|a| {
+                Box::new(move |slot: u32| a.as_ref().is_none_or(|a| a.get(slot as usize).copied().unwrap_or(false)))
+                    as Box<dyn Fn(u32) -> bool>
+            })
+            .collect();
+        let accept_refs: Vec<&dyn Fn(u32) -> bool> = accepts.iter().map(|a| a.as_ref()).collect();
+        let candidates = queries.iter().map(|q| (q.k * 3).max(50)).max().unwrap_or(50);
+        let vectors: Vec<&[f32]> = queries.iter().map(|q| q.vector).collect();
+        let dense = self.vectors.search_many(&vectors, candidates, &accept_refs);
+        queries
+            .iter()
+            .zip(dense)
+            .zip(&accept_refs)
+            .map(|((q, dense), accept)| {
+                if q.k == 0 {
+                    return Vec::new();
+                }
+                let dense = &dense[..dense.len().min((q.k * 3).max(50))];
+                self.fuse(q, dense, accept, fusion)
+            })
+            .collect()
+    }
+
+    fn allowed_slots(&self, filter: Option<&Map<String, Value>>) -> Option<Vec<bool>> {
+        filter.filter(|f| !f.is_empty()).map(|f| {
             let mut allowed = vec![false; self.slots.len()];
             for entry in self.docs.values() {
                 if metadata_matches(&entry.metadata, f) {
@@ -370,18 +415,21 @@ impl Index {
                 }
             }
             allowed
-        });
-        let accept = |slot: u32| allowed.as_ref().is_none_or(|a| a.get(slot as usize).copied().unwrap_or(false));
+        })
+    }
+
+    /// Merges the dense candidates with BM25's for one query and keeps its `k` best.
+    fn fuse(&self, q: &Query<'_>, dense: &[(u32, f32)], accept: &dyn Fn(u32) -> bool, fusion: Fusion) -> Vec<Hit> {
+        let (qvec, k) = (q.vector, q.k);
         let candidates = (k * 3).max(50);
-        let dense = self.vectors.search(qvec, candidates, &accept);
-        let sparse = self.bm25.search(query, accept);
+        let sparse = self.bm25.search(q.text, accept);
         let max_sparse = sparse.max;
         let mut sparse_top = TopK::new(candidates);
         for &slot in &sparse.touched {
             sparse_top.push(slot, sparse.get(slot));
         }
         let mut seen: HashMap<u32, bool> = HashMap::new();
-        for (slot, _) in &dense {
+        for (slot, _) in dense {
             seen.insert(*slot, true);
         }
         for (slot, _) in sparse_top.into_sorted() {

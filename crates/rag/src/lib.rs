@@ -13,6 +13,7 @@ pub mod engine;
 pub mod index;
 pub mod llm;
 pub mod metrics;
+pub mod onnx;
 pub mod store;
 pub mod vector;
 

@@ -1,8 +1,9 @@
-//! Our candle embeddings match sentence-transformers' for the same sentences.
+//! Our embeddings (candle and ONNX Runtime back-ends) match sentence-transformers' for the same
+//! sentences.
 
 mod common;
 
-use kaito_rag::embed::{LocalEmbedder, LocalOptions, Pooling};
+use kaito_rag::embed::{Backend, LocalEmbedder, LocalOptions, Pooling};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -13,17 +14,59 @@ struct Reference {
 }
 
 #[test]
-fn vectors_match_sentence_transformers() {
-    let dir = common::model_dir();
+fn candle_vectors_match_sentence_transformers() {
+    let options =
+        LocalOptions { batch_size: 4, batch_tokens: 8192, backend: Backend::Candle, ..LocalOptions::default() };
+    let embedder = LocalEmbedder::load("sentence-transformers/all-MiniLM-L6-v2", &common::model_dir(), options)
+        .expect("load model");
+    assert_eq!(embedder.backend_name(), "candle");
+    check_against_reference(&embedder);
+}
+
+#[test]
+fn onnx_runtime_vectors_match_sentence_transformers() {
+    let options = LocalOptions {
+        batch_size: 4,
+        batch_tokens: 8192,
+        backend: Backend::Onnx,
+        onnxruntime_lib: Some(common::onnxruntime_lib()),
+        threads: 2,
+    };
+    let embedder = LocalEmbedder::load("sentence-transformers/all-MiniLM-L6-v2", &common::onnx_model_dir(), options)
+        .expect("load ONNX model");
+    assert_eq!(embedder.backend_name(), "onnxruntime");
+    check_against_reference(&embedder);
+}
+
+#[test]
+fn onnx_backend_without_an_export_is_a_clear_error() {
+    let options = LocalOptions {
+        backend: Backend::Onnx,
+        onnxruntime_lib: Some(common::onnxruntime_lib()),
+        ..LocalOptions::default()
+    };
+    let err = LocalEmbedder::load("m", &common::model_dir(), options).expect_err("no model.onnx there");
+    assert!(err.to_string().contains("RAG_EMBED_BACKEND=onnx") && err.to_string().contains("model.onnx"), "{err}");
+    let options = LocalOptions {
+        backend: Backend::Onnx,
+        onnxruntime_lib: Some("/nonexistent/libonnxruntime.so".into()),
+        ..LocalOptions::default()
+    };
+    let err = LocalEmbedder::load("m", &common::onnx_model_dir(), options).expect_err("no runtime there");
+    assert!(err.to_string().contains("RAG_ONNXRUNTIME_LIB"), "{err}");
+}
+
+#[test]
+fn auto_backend_falls_back_to_candle_without_an_export() {
+    let options = LocalOptions { onnxruntime_lib: Some(common::onnxruntime_lib()), ..LocalOptions::default() };
+    let embedder = LocalEmbedder::load("m", &common::model_dir(), options).expect("load");
+    assert_eq!(embedder.backend_name(), "candle");
+}
+
+fn check_against_reference(embedder: &LocalEmbedder) {
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/minilm_reference.json");
     let reference: Reference = serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture")).expect("json");
-    // Small batches force several forward passes with different padding.
-    let embedder = LocalEmbedder::load(
-        "sentence-transformers/all-MiniLM-L6-v2",
-        &dir,
-        LocalOptions { batch_size: 4, batch_tokens: 8192 },
-    )
-    .expect("load model");
+    // Small batches (batch_size 4) force several forward passes with different padding.
     assert_eq!(embedder.dim(), 384);
     assert_eq!(embedder.max_seq_length(), 256);
     assert_eq!(embedder.pooling(), Pooling::Mean);

@@ -21,6 +21,30 @@ pub fn model_dir() -> PathBuf {
     }
 }
 
+/// The same model with an ONNX export (`model.onnx`), made by hack/export-onnx.py.
+pub fn onnx_model_dir() -> PathBuf {
+    match std::env::var_os("KAITO_TEST_ONNX_MODEL_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            assert!(
+                dir.join("model.onnx").is_file(),
+                "KAITO_TEST_ONNX_MODEL_DIR={} has no model.onnx; {HINT}",
+                dir.display()
+            );
+            dir
+        }
+        None => panic!("KAITO_TEST_ONNX_MODEL_DIR is not set; {HINT}"),
+    }
+}
+
+/// `libonnxruntime.so` from the PyPI onnxruntime wheel of the test virtualenv.
+pub fn onnxruntime_lib() -> PathBuf {
+    match std::env::var_os("KAITO_TEST_ORT_LIB") {
+        Some(p) => PathBuf::from(p),
+        None => panic!("KAITO_TEST_ORT_LIB is not set; {HINT}"),
+    }
+}
+
 /// Python interpreter of the test virtualenv (has the `openai` package).
 pub fn python() -> PathBuf {
     match std::env::var_os("KAITO_TEST_PYTHON") {

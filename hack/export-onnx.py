@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Exports a BERT-family sentence-transformers model directory to ONNX for kaito-rag.
+
+    python hack/export-onnx.py SRC_MODEL_DIR OUT_DIR
+
+OUT_DIR gets `model.onnx` (inputs input_ids, attention_mask, token_type_ids of shape
+[batch, sequence]; output last_hidden_state [batch, sequence, hidden]) and symbolic links to
+every other file of SRC_MODEL_DIR (config, tokenizer, pooling), so it is a complete model
+directory for RAG_MODEL_DIR. Pooling and normalisation stay in kaito-rag, as for candle.
+
+Needs torch, transformers and onnx (hack/rag-test-env.sh installs them). Runs on CPU in about
+a second for MiniLM; nothing is downloaded.
+"""
+import os
+import sys
+
+import torch
+from transformers import AutoModel
+
+
+class Encoder(torch.nn.Module):
+    """Keyword-only call: transformers 5 changed BertModel.forward's positional order."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        return out.last_hidden_state
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    src, out = sys.argv[1], sys.argv[2]
+    os.makedirs(out, exist_ok=True)
+    model = Encoder(AutoModel.from_pretrained(src).eval()).eval()
+    ids = torch.ones(2, 16, dtype=torch.long)
+    axes = {0: "batch", 1: "sequence"}
+    tmp = os.path.join(out, "model.onnx.tmp")
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+            tmp,
+            dynamo=False,
+            opset_version=17,
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["last_hidden_state"],
+            dynamic_axes={
+                "input_ids": axes,
+                "attention_mask": axes,
+                "token_type_ids": axes,
+                "last_hidden_state": axes,
+            },
+        )
+    os.replace(tmp, os.path.join(out, "model.onnx"))
+    for name in os.listdir(src):
+        link = os.path.join(out, name)
+        if name != "model.onnx" and not os.path.lexists(link):
+            os.symlink(os.path.join(os.path.abspath(src), name), link)
+
+
+if __name__ == "__main__":
+    main()
