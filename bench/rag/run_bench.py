@@ -145,6 +145,7 @@ def main():
                     "tokens_embedded": int(tokens), "tokens_per_s": round(tokens / index_s, 1),
                     "clients": a.index_clients, "batch_docs": a.batch_docs}
     res["rss_after_index_mb"] = round(proc_status(p.pid, "VmRSS") / 2**20, 1)
+    res["load_avg_after_index"] = os.getloadavg()
     print(json.dumps(res["index"]), file=sys.stderr)
 
     # Retrieval: hit@5 and latency, 1 client.
@@ -186,6 +187,7 @@ def main():
     res["retrieve_8_clients_ms"] = {"p50": round(percentile(lat8, 50), 2), "p99": round(percentile(lat8, 99), 2),
                                     "n": len(lat8), "req_per_s": round(len(lat8) / (time.time() - t8), 1)}
     res["peak_rss_mb"] = round(proc_status(p.pid, "VmHWM") / 2**20, 1)
+    res["load_avg_after_retrieve"] = os.getloadavg()
     print(json.dumps({k: res[k] for k in ("hit_at_5", "retrieve_1_client_ms", "retrieve_8_clients_ms", "peak_rss_mb")}),
           file=sys.stderr)
     p.send_signal(signal.SIGTERM)
@@ -213,6 +215,7 @@ def main():
     eb = subprocess.run([a.embed_bench, a.model_dir, indexed_file, str(stride), chunks_file],
                         check=True, capture_output=True, text=True)
     res["engine_alone"] = json.loads(eb.stdout.strip().splitlines()[-1])
+    res["load_avg_after_engine_alone"] = os.getloadavg()
     print(json.dumps(res["engine_alone"]), file=sys.stderr)
     if not a.skip_st:
         import torch
@@ -229,12 +232,14 @@ def main():
                                         "chunks_per_s": round(len(texts) / s, 2), "tokens_per_s": round(tok / s, 1),
                                         "torch": torch.__version__, "threads": torch.get_num_threads()}
         print(json.dumps(res["sentence_transformers"]), file=sys.stderr)
+        res["load_avg_after_sentence_transformers"] = os.getloadavg()
     ea = res["engine_alone"]
     res["ratios"] = {"indexing_vs_engine_tokens": round(res["index"]["tokens_per_s"] / ea["tokens_per_s"], 3)}
     if "sentence_transformers" in res:
         res["ratios"]["engine_vs_sentence_transformers_tokens"] = round(
             ea["tokens_per_s"] / res["sentence_transformers"]["tokens_per_s"], 3)
     res["machine"] = {"cpus": os.cpu_count(), "uname": " ".join(os.uname())}
+    res["backend"] = os.environ.get("RAG_EMBED_BACKEND", "auto")
     with open(a.out, "w") as f:
         json.dump(res, f, indent=1)
     print(json.dumps(res, indent=1))

@@ -28,8 +28,8 @@ fn main() -> anyhow::Result<()> {
         opts.backend = <kaito_rag::embed::Backend as clap::ValueEnum>::from_str(&b, true)
             .map_err(|e| anyhow::anyhow!("RAG_EMBED_BACKEND: {e}"))?;
     }
-    let batch_tokens = opts.batch_tokens;
     let embedder = LocalEmbedder::load("bench", std::path::Path::new(&args[1]), opts)?;
+    let batch_tokens = embedder.batch_tokens();
     let chunker = Chunker::new(
         Sizer::Tokens(std::sync::Arc::new(embedder.sizing_tokenizer())),
         embedder.max_seq_length() - 2,

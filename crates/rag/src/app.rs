@@ -46,7 +46,7 @@ pub async fn load_embedder(cfg: &Config) -> Result<Embedder, StartError> {
             let dir = crate::embed::resolve_model_dir(&model_id, cfg.model_dir.as_deref(), &cfg.model_roots())?;
             let opts = LocalOptions {
                 batch_size: cfg.embed_batch_size.max(1),
-                batch_tokens: cfg.embed_batch_tokens.max(64),
+                batch_tokens: if cfg.embed_batch_tokens == 0 { 0 } else { cfg.embed_batch_tokens.max(64) },
                 backend: cfg.embed_backend,
                 onnxruntime_lib: cfg.onnxruntime_lib.clone(),
                 threads: cfg.embed_threads,

@@ -63,7 +63,8 @@ pub struct Config {
     #[arg(long, env = "RAG_EMBED_BATCH_SIZE", default_value_t = 32)]
     pub embed_batch_size: usize,
     /// Most (padded) tokens per forward pass of the local model: lower means less memory.
-    #[arg(long, env = "RAG_EMBED_BATCH_TOKENS", default_value_t = 1024)]
+    /// 0 picks per back-end: 512 for ONNX Runtime, 1,024 for candle.
+    #[arg(long, env = "RAG_EMBED_BATCH_TOKENS", default_value_t = 0)]
     pub embed_batch_tokens: usize,
     /// Runtime of the local encoder: auto (ONNX Runtime when the model directory has an ONNX
     /// export and RAG_ONNXRUNTIME_LIB names the runtime library, otherwise candle), candle or onnx.

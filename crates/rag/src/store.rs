@@ -93,12 +93,16 @@ impl std::fmt::Debug for Store {
     }
 }
 
+const STORE_CACHE_BYTES: usize = 16 << 20;
+
 impl Store {
     /// Opens (creating if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let path = dir.join("kaito-rag.redb");
-        let db = Database::create(&path).map_err(db_err)?;
+        // redb's default page cache is 1 GiB and fills with every page written; the engine keeps
+        // its own in-memory index, so the store only needs a small cache for its B-tree nodes.
+        let db = redb::Builder::new().set_cache_size(STORE_CACHE_BYTES).create(&path).map_err(db_err)?;
         let txn = db.begin_write().map_err(db_err)?;
         {
             txn.open_table(DOCS).map_err(db_err)?;
