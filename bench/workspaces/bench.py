@@ -9,10 +9,11 @@ Two runs in the same control plane:
   floor      a plain client creates, for each Workspace, the Workspace object, a kwok GPU Node, the StatefulSet
              and the two Services (the end state the operator produces), then waits for every StatefulSet to
              report one ready replica. No reconcile logic.
-  operator   the same client creates only the N Workspaces; kaito-provisioner (kwok backend, zero launch delay)
+  operator   after the floor's namespace and Nodes are deleted (so the controller, which watches every namespace,
+             does not adopt them), the same client creates only the N Workspaces; kaito-provisioner (kwok backend, zero launch delay)
              and kaito-controller do the rest; done when every Workspace has WorkspaceSucceeded=True.
 """
-import argparse, concurrent.futures as cf, json, os, re, ssl, subprocess, sys, time, urllib.request
+import argparse, concurrent.futures as cf, json, os, re, ssl, subprocess, sys, time, urllib.error, urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUN = os.path.join(REPO, ".k8s-run-bench")
@@ -40,6 +41,44 @@ class Api:
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, context=self.ctx, timeout=60) as resp:
             return json.loads(resp.read() or b"{}")
+
+
+def apiserver_requests(api):
+    """apiserver_request_total summed by (verb, resource): every client's requests, not only the operator's."""
+    req = urllib.request.Request(api.base + "/metrics")
+    text = urllib.request.urlopen(req, context=api.ctx, timeout=60).read().decode()
+    out = {}
+    for labels, value in re.findall(r'^apiserver_request_total\{([^}]*)\} (\S+)', text, re.M):
+        d = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if d.get("verb") in ("WATCH", "CONNECT"):
+            continue
+        key = (d.get("verb"), d.get("resource"))
+        out[key] = out.get(key, 0) + float(value)
+    return out
+
+
+def control_plane_cpu():
+    """CPU seconds (user + system) of each control-plane process, from the pid files cluster-up.sh writes."""
+    out = {}
+    for f in sorted(os.listdir(os.path.join(RUN, "pids"))):
+        try:
+            out[f[:-4]] = proc_stats(int(open(os.path.join(RUN, "pids", f)).read()))[1]
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def delta(after, before):
+    return {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0) > 0}
+
+
+def describe_phase(name, requests, cpu, top=8):
+    total = sum(requests.values())
+    writes = sum(v for (verb, _), v in requests.items() if verb not in ("GET", "LIST"))
+    busiest = ", ".join(f"{verb} {res} {int(v)}" for (verb, res), v in sorted(requests.items(), key=lambda kv: -kv[1])[:top])
+    cpu_text = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
+    print(f"{name}: apiserver handled {int(total)} requests ({int(writes)} writes); top: {busiest}")
+    print(f"{name}: control-plane CPU: {cpu_text}")
 
 
 def workspace(ns, i):
@@ -99,6 +138,7 @@ def run_floor(api, n):
     ns = "bench-floor"
     create_namespace(api, ns)
     start, before = time.time(), api.requests
+    req0, cpu0 = apiserver_requests(api), control_plane_cpu()
     with cf.ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda po: api.call("POST", po[0], po[1]), [o for i in range(n) for o in floor_objects(ns, i)]))
 
@@ -106,7 +146,28 @@ def run_floor(api, n):
         items = api.call("GET", f"/apis/apps/v1/namespaces/{ns}/statefulsets")["items"]
         return sum(1 for s in items if s.get("status", {}).get("readyReplicas") == 1) == n
     wait_until(ready)
-    return time.time() - start, api.requests - before
+    elapsed = time.time() - start
+    describe_phase("floor", delta(apiserver_requests(api), req0), delta(control_plane_cpu(), cpu0))
+    return elapsed, api.requests - before
+
+
+def remove_floor(api, n):
+    """Deletes the floor's namespace and Nodes and waits until they are gone.
+
+    Otherwise the controller, which watches every namespace, would adopt the floor's N Workspaces during the
+    operator phase and re-apply their StatefulSets (rolling N extra pods), which is not work the operator
+    phase is meant to measure."""
+    api.call("DELETE", "/api/v1/namespaces/bench-floor")
+    api.call("DELETE", "/api/v1/nodes?labelSelector=kaito.sh%2Fworkspacenamespace%3Dbench-floor")
+
+    def gone():
+        nodes = api.call("GET", "/api/v1/nodes?labelSelector=kaito.sh%2Fworkspacenamespace%3Dbench-floor")["items"]
+        try:
+            api.call("GET", "/api/v1/namespaces/bench-floor")
+            return False
+        except urllib.error.HTTPError as e:
+            return e.code == 404 and not nodes
+    wait_until(gone)
 
 
 def proc_stats(pid):
@@ -128,6 +189,7 @@ def run_operator(api, n, env, target):
     try:
         wait_until(lambda: _up("http://127.0.0.1:18080/healthz") and _up("http://127.0.0.1:18081/healthz"), 60)
         start, before = time.time(), api.requests
+        req0, cpu0 = apiserver_requests(api), control_plane_cpu()
         with cf.ThreadPoolExecutor(16) as pool:
             list(pool.map(lambda i: api.call("POST", f"/apis/kaito.sh/v1beta1/namespaces/{ns}/workspaces", workspace(ns, i)), range(n)))
 
@@ -136,14 +198,35 @@ def run_operator(api, n, env, target):
             done = sum(1 for w in items for c in w.get("status", {}).get("conditions", [])
                        if c["type"] == "WorkspaceSucceeded" and c["status"] == "True")
             return done == n
-        wait_until(succeeded)
+        try:
+            wait_until(succeeded)
+        except SystemExit:
+            # Say where the Workspaces got stuck before the control plane (and its evidence) is torn down.
+            items = api.call("GET", f"/apis/kaito.sh/v1beta1/namespaces/{ns}/workspaces")["items"]
+            stuck = {}
+            for w in items:
+                key = tuple(f"{c['type']}={c['status']}/{c['reason']}" for c in w.get("status", {}).get("conditions", []))
+                stuck[key] = stuck.get(key, 0) + 1
+            for key, count in sorted(stuck.items(), key=lambda kv: -kv[1]):
+                print(f"timed out: {count} Workspaces with {', '.join(key) or 'no status'}")
+            raise
         elapsed, client_requests = time.time() - start, api.requests - before
+        describe_phase("operator", delta(apiserver_requests(api), req0), delta(control_plane_cpu(), cpu0))
+        items = api.call("GET", f"/apis/kaito.sh/v1beta1/namespaces/{ns}/workspaces")["items"]
+        for phase in ("NodesReady", "InferenceReady", "WorkspaceSucceeded"):
+            secs = sorted(p["secondsSinceCreation"] for w in items for p in w.get("status", {}).get("phases", []) if p.get("name") == phase)
+            if secs:
+                print(f"operator: seconds from creation to {phase}: p50 {secs[len(secs) // 2]}, "
+                      f"p90 {secs[len(secs) * 9 // 10]}, max {secs[-1]}")
         rss, cpu = proc_stats(ctrl.pid)
         prss, pcpu = proc_stats(prov.pid)
         metrics = urllib.request.urlopen("http://127.0.0.1:18080/metrics").read().decode()
-        controller_requests = sum(float(m) for m in re.findall(r'^kaito_api_requests_total\{[^}]*\} (\S+)', metrics, re.M))
+        by_method = {m: int(float(v)) for m, v in
+                     re.findall(r'^kaito_api_requests_total\{method="([^"]*)"\} (\S+)', metrics, re.M)}
+        controller_requests = sum(by_method.values())
+        reconciles = sum(float(v) for v in re.findall(r'^kaito_workspace_reconciles_total\{[^}]*\} (\S+)', metrics, re.M))
         return dict(elapsed=elapsed, client_requests=client_requests, rss=rss, cpu=cpu, prov_rss=prss, prov_cpu=pcpu,
-                    controller_requests=int(controller_requests))
+                    controller_requests=int(controller_requests), by_method=by_method, reconciles=int(reconciles))
     finally:
         for p in (ctrl, prov):
             p.terminate()
@@ -162,6 +245,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--no-build", action="store_true", help="use the release binaries already built")
+    parser.add_argument("--keep", action="store_true", help="leave the control plane running afterwards")
     args = parser.parse_args()
     env = dict(os.environ, KAITO_RUN_DIR=RUN)
     target = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/kaito-rs/target")), "release")
@@ -180,9 +264,11 @@ def main():
         time.sleep(2)
         api = Api(RUN)
         floor_s, floor_req = run_floor(api, args.n)
+        remove_floor(api, args.n)
         op = run_operator(api, args.n, env, target)
     finally:
-        subprocess.run([os.path.join(REPO, "hack/cluster-down.sh")], env=env)
+        if not args.keep:
+            subprocess.run([os.path.join(REPO, "hack/cluster-down.sh")], env=env)
     print(f"| N | floor (plain client) | operator (controller + provisioner) | ratio |")
     print(f"|---|---|---|---|")
     print(f"| {args.n} | {floor_s:.1f} s, {floor_req} requests | {op['elapsed']:.1f} s | {op['elapsed'] / floor_s:.2f}x |")
@@ -190,6 +276,7 @@ def main():
     print(f"controller: peak RSS {op['rss']:.1f} MiB, CPU {op['cpu']:.1f} s, {op['controller_requests']} API requests "
           f"({op['controller_requests'] / args.n:.1f} per Workspace); provisioner: peak RSS {op['prov_rss']:.1f} MiB, "
           f"CPU {op['prov_cpu']:.1f} s; the benchmark client made {op['client_requests']} requests (creates + polls)")
+    print(f"controller requests by method: {op['by_method']}; reconciles: {op['reconciles']}")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,10 @@ struct Args {
     /// Namespace of the leader Lease (default: --release-namespace).
     #[arg(long, env = "LEADER_ELECTION_NAMESPACE")]
     leader_election_namespace: Option<String>,
+    /// Tokio worker threads. The controller waits on the apiserver far more than it computes; each worker
+    /// thread costs memory (stack, allocator arena), so the default is small and independent of the core count.
+    #[arg(long, env = "WORKER_THREADS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    worker_threads: u16,
 }
 
 /// Upstream's feature gates; those that change admission are applied, the others are accepted for
@@ -112,9 +116,17 @@ fn node_class(spec: &str) -> anyhow::Result<NodeClassReference> {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.worker_threads.into())
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if args.log_json {
         tracing_subscriber::fmt().json().with_env_filter(filter).init();
