@@ -202,6 +202,21 @@ pub fn node_fingerprint(node: &Node) -> u64 {
     hash_of(&(&node.metadata.labels, node.metadata.deletion_timestamp.is_some(), ready, gpus))
 }
 
+/// What of a NodeClaim the Workspace's status depends on: its lifecycle conditions (without their times),
+/// the node it got, its deletion. The provisioner rewrites claim status more often than that changes.
+pub fn node_claim_fingerprint(claim: &kaito_api::karpenter::NodeClaim) -> u64 {
+    let status = claim.status.as_ref();
+    let conditions: Vec<(&str, &str, &str, &str)> = status
+        .map(|s| {
+            s.conditions
+                .iter()
+                .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str(), c.message.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    hash_of(&(conditions, status.and_then(|s| s.node_name.as_deref()), claim.metadata.deletion_timestamp.is_some()))
+}
+
 /// What of a Workspace is input to a reconcile: spec (generation), finalizers, deletion, labels and annotations.
 /// Status is the reconciler's own output; its writes need not trigger another reconcile.
 pub fn workspace_fingerprint(ws: &Workspace) -> u64 {

@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kaito_api::karpenter::NodeClaim;
+use kaito_api::labels::conditions as cond;
 use kaito_api::labels::{
     ANNOTATION_WORKSPACE_HASH, ANNOTATION_WORKSPACE_REVISION, LABEL_ACCELERATOR, LABEL_KARPENTER_WORKSPACE_NAME,
     LABEL_KARPENTER_WORKSPACE_NAMESPACE, LABEL_WORKSPACE, LABEL_WORKSPACE_NAME, LABEL_WORKSPACE_NAMESPACE,
@@ -154,6 +155,11 @@ pub async fn run(
             .reflect(node_writer),
         cache::node_fingerprint,
     );
+    // NodeClaims only trigger; they are never cached (see reconcile_inner).
+    let claim_events = cache::changed_objects(
+        watcher(Api::<NodeClaim>::all(client.clone()), owned_by_workspace.clone()).default_backoff(),
+        cache::node_claim_fingerprint,
+    );
     let pod_events =
         watcher(pods, owned_by_workspace.clone()).default_backoff().modify(cache::slim_pod).reflect(pod_writer);
     let sts_events = watcher(statefulsets, owned_by_workspace.clone())
@@ -207,7 +213,7 @@ pub async fn run(
         .with_config(controller_config)
         .owns_stream(sts_events.touched_objects())
         .owns_stream(svc_events.touched_objects())
-        .watches(Api::<NodeClaim>::all(client.clone()), owned_by_workspace.clone(), move |claim| {
+        .watches_stream(claim_events, move |claim: NodeClaim| {
             labelled_workspace(claim.labels(), LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE, None)
         })
         .watches_stream(node_events, node_to_workspaces)
@@ -512,6 +518,12 @@ async fn announce_transitions(ws: &Workspace, computed: &WorkspaceStatus, ctx: &
             || c.reason == "NodeClaimNotReady"
             || c.reason == "NodeNotReady"
         {
+            continue;
+        }
+        // Each Event is a write to the apiserver. NodeClaimReady and NodesReady turn True together with
+        // ResourceReady, and InferenceReady with WorkspaceSucceeded: their True transitions would repeat what
+        // the other Event says. Problems (False) are always published.
+        if c.status == "True" && !matches!(c.type_.as_str(), cond::RESOURCE_READY | cond::WORKSPACE_SUCCEEDED) {
             continue;
         }
         publish(ctx, ws, type_, &c.reason, &c.type_, c.message.clone()).await;
