@@ -204,16 +204,16 @@ impl Engine {
         settings: EngineSettings,
     ) -> Result<Self, EngineError> {
         let dim = embedder.dim();
-        let mut indexes = HashMap::new();
+        let mut loading: HashMap<String, Index> = HashMap::new();
         if let Some(store) = &store {
-            for stored in store.load_all()? {
-                let mut index = Index::new(dim);
-                for rec in stored.docs {
+            store.visit(|name, rec| {
+                let index = loading.entry(name.to_owned()).or_insert_with(|| Index::new(dim));
+                if let Some(rec) = rec {
                     index.insert(rec);
                 }
-                indexes.insert(stored.name, Arc::new(RwLock::new(index)));
-            }
+            })?;
         }
+        let indexes = loading.into_iter().map(|(name, index)| (name, Arc::new(RwLock::new(index)))).collect();
         let (searches, jobs) = std::sync::mpsc::channel::<SearchJob>();
         let fusion = settings.fusion;
         std::thread::Builder::new()

@@ -297,7 +297,9 @@ impl Index {
         };
         self.order.remove(&entry.seq);
         for slot in entry.slots {
-            self.bm25.remove(slot);
+            if let Some(info) = &self.slots[slot as usize] {
+                self.bm25.remove(slot, &entry.text[info.span.start as usize..info.span.end as usize]);
+            }
             self.vectors.remove(slot);
             self.slots[slot as usize] = None;
             self.free.push(slot);

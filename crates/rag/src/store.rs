@@ -159,25 +159,39 @@ impl Store {
 
     /// Reads every index and document.
     pub fn load_all(&self) -> Result<Vec<StoredIndex>, StoreError> {
+        let mut out: Vec<StoredIndex> = Vec::new();
+        self.visit(|name, rec| {
+            let at = match out.iter().position(|s| s.name == name) {
+                Some(at) => at,
+                None => {
+                    out.push(StoredIndex { name: name.to_owned(), docs: Vec::new() });
+                    out.len() - 1
+                }
+            };
+            out[at].docs.extend(rec);
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f(index, None)` for every index, then `f(index, Some(document))` for every
+    /// document, one record at a time: start-up holds one decoded record beside the index being
+    /// built, not a second copy of every document.
+    pub fn visit(&self, mut f: impl FnMut(&str, Option<DocRecord>)) -> Result<(), StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let indexes = txn.open_table(INDEXES).map_err(db_err)?;
         let docs = txn.open_table(DOCS).map_err(db_err)?;
-        let mut out: Vec<StoredIndex> = Vec::new();
         for item in indexes.iter().map_err(db_err)? {
             let (k, _) = item.map_err(db_err)?;
-            out.push(StoredIndex { name: k.value().to_owned(), docs: Vec::new() });
+            f(k.value(), None);
         }
         for item in docs.iter().map_err(db_err)? {
             let (k, v) = item.map_err(db_err)?;
             let (idx, _) = k.value();
             let rec = DocRecord::decode(v.value())
                 .map_err(|source| StoreError::Corrupt { path: self.path.clone(), source })?;
-            match out.iter_mut().find(|s| s.name == idx) {
-                Some(s) => s.docs.push(rec),
-                None => out.push(StoredIndex { name: idx.to_owned(), docs: vec![rec] }),
-            }
+            f(idx, Some(rec));
         }
-        Ok(out)
+        Ok(())
     }
 }
 

