@@ -138,6 +138,8 @@ impl OnnxEncoder {
             // measured on 2 cores, MLAS packs per call at no visible cost for 512-token batches.
             .with_prepacking(false)
             .map_err(|e| bad_model(e.into()))?
+            .with_intra_op_spinning(false)
+            .map_err(|e| bad_model(e.into()))?
             .commit_from_file(model)
             .map_err(bad_model)?;
         let signature = |reason: String| OnnxError::Signature { path: model.to_owned(), reason };

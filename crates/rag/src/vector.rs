@@ -31,9 +31,29 @@ pub trait VectorIndex: Send + Sync {
     fn memory_bytes(&self) -> usize;
 }
 
-/// Dot product, written so the compiler vectorises it.
+/// Dot product. On x86-64 CPUs with AVX2 and FMA (detected at run time) it runs 8-wide fused
+/// multiply-adds; the portable build targets baseline x86-64 (SSE2, 4-wide, no FMA), which made
+/// the batched scan compute-bound.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the two target features `dot_avx2_fma` is compiled for were detected on this CPU.
+        return unsafe { dot_avx2_fma(a, b) };
+    }
+    dot_lanes(a, b, |x, y, acc| acc + x * y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dot_avx2_fma(a: &[f32], b: &[f32]) -> f32 {
+    // mul_add is one instruction here; without the fma feature it would be a libm call.
+    dot_lanes(a, b, |x, y, acc| x.mul_add(y, acc))
+}
+
+/// The lane-parallel loop both builds share; `step` accumulates one product.
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32], step: impl Fn(f32, f32, f32) -> f32) -> f32 {
     const LANES: usize = 16;
     let mut acc = [0f32; LANES];
     let ca = a.chunks_exact(LANES);
@@ -41,7 +61,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..LANES {
-            acc[i] += x[i] * y[i];
+            acc[i] = step(x[i], y[i], acc[i]);
         }
     }
     acc.iter().sum::<f32>() + tail
@@ -282,9 +302,12 @@ mod tests {
 
     #[test]
     fn dot_matches_naive() {
-        let a: Vec<f32> = (0..384).map(|i| (i as f32).sin()).collect();
-        let b: Vec<f32> = (0..384).map(|i| (i as f32).cos()).collect();
-        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - naive).abs() < 1e-3);
+        for len in [0, 1, 15, 16, 17, 384, 1000] {
+            let a: Vec<f32> = (0..len).map(|i| (i as f32).sin()).collect();
+            let b: Vec<f32> = (0..len).map(|i| (i as f32).cos()).collect();
+            let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - naive).abs() < 1e-3, "len {len}");
+            assert!((dot_lanes(&a, &b, |x, y, acc| acc + x * y) - naive).abs() < 1e-3, "portable, len {len}");
+        }
     }
 }
