@@ -160,6 +160,31 @@ async fn multi_node_preset_runs_a_statefulset_over_several_nodes() -> anyhow::Re
 }
 
 #[tokio::test]
+async fn workspace_with_a_lora_adapter_runs_its_puller_and_succeeds() -> anyhow::Result<()> {
+    let (client, ns) = setup("e2e-adapter").await?;
+    let _ops = Operators {
+        controller: Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner)),
+        provisioner: Some(start_provisioner(&client, &ns, KwokConfig::default())),
+    };
+    let ws = example("inference/kaito_workspace_phi_4_mini_adapters.yaml");
+    let name = ws.name_any();
+    let api: Api<Workspace> = Api::namespaced(client.clone(), &ns);
+    api.create(&PostParams::default(), &ws).await?;
+    wait_condition(&api, &name, cond::WORKSPACE_SUCCEEDED, "True").await?;
+    // The pod that became ready is the one with the puller: kwok ran the init container first.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns);
+    let pod = pods.get(&format!("{name}-0")).await?;
+    let init = pod.spec.as_ref().and_then(|s| s.init_containers.clone()).unwrap_or_default();
+    assert_eq!(init.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["puller-phi-4-mini-dolly"]);
+    let mounts = &pod.spec.as_ref().unwrap().containers[0].volume_mounts;
+    assert!(mounts.iter().flatten().any(|m| m.mount_path == "/mnt/adapter"), "{mounts:?}");
+    let command = pod.spec.unwrap().containers[0].command.clone().unwrap_or_default().join(" ");
+    assert!(command.contains("--enable-lora"), "{command}");
+    delete_namespace(&client, &ns).await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn custom_template_workspace_reaches_succeeded() -> anyhow::Result<()> {
     let (client, ns) = setup("e2e-template").await?;
     let _ops = Operators {

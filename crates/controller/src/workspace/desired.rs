@@ -14,7 +14,7 @@ use kaito_api::labels::{
     LABEL_KARPENTER_MANAGED_BY, LABEL_KARPENTER_WORKSPACE_NAME, LABEL_KARPENTER_WORKSPACE_NAMESPACE, LABEL_WORKSPACE,
     LABEL_WORKSPACE_NAMESPACE,
 };
-use kaito_api::v1beta1::Workspace;
+use kaito_api::v1beta1::{AdapterSpec, Workspace};
 use kaito_core::args::{self, ModelSource, TransformersOptions, VllmOptions};
 use kaito_core::catalog::Runtime;
 use kaito_core::sku::Cloud;
@@ -420,10 +420,9 @@ fn preset_pod(
         mounts.push(json!({"name": "config-volume", "mountPath": args::CONFIG_DIR}));
         volumes.push(json!({"name": "config-volume", "configMap": {"name": config_map}}));
     }
-    if !adapters.is_empty() {
-        mounts.push(json!({"name": "adapter-volume", "mountPath": args::ADAPTERS_DIR}));
-        volumes.push(json!({"name": "adapter-volume", "emptyDir": {}}));
-    }
+    let adapter_parts = adapter_parts(&adapters);
+    mounts.extend(adapter_parts.mounts);
+    volumes.extend(adapter_parts.volumes);
 
     let gpus = resolved.gpus_per_node.max(1);
     let mut ports = vec![json!({"name": "http", "containerPort": args::INFERENCE_PORT, "protocol": "TCP"})];
@@ -455,7 +454,7 @@ fn preset_pod(
         .map(|name| json!({"name": name}))
         .collect();
 
-    Ok(json!({
+    let mut pod = json!({
         "metadata": {"labels": {LABEL_WORKSPACE: names.name}},
         "spec": {
             "affinity": node_affinity(ws, names, config),
@@ -475,7 +474,91 @@ fn preset_pod(
             }],
             "volumes": volumes,
         }
-    }))
+    });
+    if !adapter_parts.init_containers.is_empty() {
+        pod["spec"]["initContainers"] = json!(adapter_parts.init_containers);
+    }
+    Ok(pod)
+}
+
+/// Image of the init containers that copy an image adapter's `/data` into the adapter volume.
+pub const ADAPTER_PULLER_IMAGE: &str = "mcr.microsoft.com/aks/skopeo:1.14.4-6";
+/// Copies the image's layers to a directory, unpacks them, and keeps the image's `/data`. The first
+/// pull secret that is mounted is used (the controller projects every one the adapter names).
+const PULLER_SCRIPT: &str = r#"set -eu
+auth=""
+for f in "$AUTH_DIR"/*.json; do if [ -f "$f" ]; then auth="--authfile=$f"; break; fi; done
+skopeo copy $auth "docker://$IMAGE" dir:/tmp/image
+mkdir -p /tmp/rootfs "$TARGET"
+for layer in /tmp/image/*; do case "$layer" in *manifest.json|*/version) ;; *) tar -xf "$layer" -C /tmp/rootfs 2>/dev/null || true ;; esac; done
+if [ ! -d /tmp/rootfs/data ]; then echo "image $IMAGE has no /data directory" >&2; exit 1; fi
+cp -r /tmp/rootfs/data/. "$TARGET"/"#;
+
+/// What LoRA adapters add to the inference pod.
+#[derive(Debug, Default)]
+struct AdapterParts {
+    init_containers: Vec<Value>,
+    volumes: Vec<Value>,
+    mounts: Vec<Value>,
+}
+
+/// A DNS label (container and volume names) made from a DNS subdomain (adapter names may hold dots).
+fn dns_label(name: &str) -> String {
+    let label: String = name.chars().map(|c| if c == '.' { '-' } else { c }).take(63).collect();
+    label.trim_end_matches('-').to_string()
+}
+
+/// Each adapter ends up in `/mnt/adapter/<name>`, where the inference server loads every
+/// sub-directory as a LoRA module named after it: an image adapter is copied there by a
+/// `puller-<name>` init container, a volume adapter is mounted there read-only. (Admission refuses
+/// adapters from URLs, as upstream does.)
+fn adapter_parts(adapters: &[AdapterSpec]) -> AdapterParts {
+    let mut parts = AdapterParts::default();
+    if adapters.is_empty() {
+        return parts;
+    }
+    let shared = json!({"name": "adapter-volume", "mountPath": args::ADAPTERS_DIR});
+    parts.mounts.push(shared.clone());
+    parts.volumes.push(json!({"name": "adapter-volume", "emptyDir": {}}));
+    for source in adapters.iter().filter_map(|a| a.source.as_ref()) {
+        let Some(name) = source.name.as_deref() else {
+            continue;
+        };
+        let label = dns_label(name);
+        let target = format!("{}/{name}", args::ADAPTERS_DIR);
+        if let Some(image) = &source.image {
+            let auth_dir = format!("/root/.docker/config.d/{name}-inference-adapter");
+            let mut mounts = vec![shared.clone()];
+            let secrets = source.image_pull_secrets.clone().unwrap_or_default();
+            if !secrets.is_empty() {
+                let volume = dns_label(&format!("{label}-inference-adapter"));
+                let sources: Vec<Value> = secrets
+                    .iter()
+                    .map(|s| json!({"secret": {"name": s, "items": [{"key": ".dockerconfigjson", "path": format!("{s}.json")}]}}))
+                    .collect();
+                parts.volumes.push(json!({"name": volume, "projected": {"sources": sources}}));
+                mounts.push(json!({"name": volume, "mountPath": auth_dir, "readOnly": true}));
+            }
+            parts.init_containers.push(json!({
+                "name": dns_label(&format!("puller-{label}")),
+                "image": ADAPTER_PULLER_IMAGE,
+                "command": ["/bin/sh", "-c", PULLER_SCRIPT],
+                "env": [
+                    {"name": "IMAGE", "value": image},
+                    {"name": "TARGET", "value": target},
+                    {"name": "AUTH_DIR", "value": auth_dir},
+                ],
+                "volumeMounts": mounts,
+            }));
+        } else if let Some(Value::Object(volume_source)) = &source.volume_source {
+            let volume = dns_label(&format!("adapter-{label}"));
+            let mut volume_spec = volume_source.clone();
+            volume_spec.insert("name".into(), json!(volume));
+            parts.volumes.push(Value::Object(volume_spec));
+            parts.mounts.push(json!({"name": volume, "mountPath": target, "readOnly": true}));
+        }
+    }
+    parts
 }
 
 #[cfg(test)]
@@ -512,6 +595,54 @@ mod tests {
     fn single_node_preset_objects() {
         let ws = example("inference/kaito_workspace_phi_4_mini.yaml");
         insta::assert_yaml_snapshot!(objects(&ws, &Config::default()));
+    }
+
+    #[test]
+    fn lora_adapters_from_images_and_a_volume() {
+        let ws = workspace(
+            r#"
+apiVersion: kaito.sh/v1beta1
+kind: Workspace
+metadata: {name: phi-4-adapters, namespace: default}
+resource:
+  instanceType: Standard_NC24ads_A100_v4
+  labelSelector: {matchLabels: {apps: phi-4}}
+inference:
+  preset: {name: phi-4-mini-instruct}
+  adapters:
+    - source:
+        name: falcon.adapter
+        image: myregistry.azurecr.io/adapters/falcon:v1
+        imagePullSecrets: [acr-secret, backup-secret]
+    - source:
+        name: public-adapter
+        image: myregistry.azurecr.io/adapters/public:v2
+    - source:
+        name: pvc-adapter
+        volumeSource: {persistentVolumeClaim: {claimName: adapters}}
+"#,
+        );
+        let built = objects(&ws, &Config::default());
+        let pod = &built["statefulSet"]["spec"]["template"]["spec"];
+        let names: Vec<&str> =
+            pod["initContainers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["puller-falcon-adapter", "puller-public-adapter"]);
+        let mounts = &pod["containers"][0]["volumeMounts"];
+        assert!(mounts.as_array().unwrap().iter().any(|m| m["mountPath"] == "/mnt/adapter/pvc-adapter"));
+        insta::assert_yaml_snapshot!(json!({
+            "initContainers": pod["initContainers"],
+            "volumes": pod["volumes"],
+            "volumeMounts": mounts,
+            "env": pod["containers"][0]["env"],
+            "imagePullSecrets": pod["imagePullSecrets"],
+        }));
+    }
+
+    #[test]
+    fn dns_labels_from_adapter_names() {
+        assert_eq!(dns_label("falcon.adapter"), "falcon-adapter");
+        assert_eq!(dns_label(&format!("puller-{}", "a".repeat(80))).len(), 63);
+        assert_eq!(dns_label("x.-"), "x");
     }
 
     #[test]
