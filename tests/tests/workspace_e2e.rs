@@ -185,6 +185,34 @@ async fn workspace_with_a_lora_adapter_runs_its_puller_and_succeeds() -> anyhow:
 }
 
 #[tokio::test]
+async fn the_inference_configmap_max_model_len_reaches_the_plan_and_the_command() -> anyhow::Result<()> {
+    let (client, ns) = setup("e2e-config").await?;
+    let _ops = Operators {
+        controller: Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner)),
+        provisioner: Some(start_provisioner(&client, &ns, KwokConfig::default())),
+    };
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let config: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "phi-config"},
+        "data": {"inference_config.yaml": "vllm:\n  max-model-len: 8192\n"},
+    }))?;
+    config_maps.create(&PostParams::default(), &config).await?;
+    let mut ws = example("inference/kaito_workspace_phi_4_mini.yaml");
+    ws.spec.inference.as_mut().unwrap().config = Some("phi-config".into());
+    let name = ws.name_any();
+    let api: Api<Workspace> = Api::namespaced(client.clone(), &ns);
+    api.create(&PostParams::default(), &ws).await?;
+    wait_condition(&api, &name, cond::WORKSPACE_SUCCEEDED, "True").await?;
+    // The command's --max-model-len comes from the sizing plan (`auto` without a configured length).
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let template = sts.get(&name).await?.spec.unwrap().template.spec.unwrap();
+    let command = template.containers[0].command.clone().unwrap_or_default().join(" ");
+    assert!(command.contains("--max-model-len=8192"), "{command}");
+    delete_namespace(&client, &ns).await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn custom_template_workspace_reaches_succeeded() -> anyhow::Result<()> {
     let (client, ns) = setup("e2e-template").await?;
     let _ops = Operators {

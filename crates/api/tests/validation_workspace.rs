@@ -738,3 +738,15 @@ fn violations_display_as_field_colon_message() {
     let text = outcome.violations[0].to_string();
     assert!(text.starts_with("resource.instanceType: required"), "{text}");
 }
+
+#[test]
+fn configured_max_model_len_reads_the_vllm_section() {
+    use kaito_api::validation::{INFERENCE_CONFIG_KEY, configured_max_model_len};
+    let data = |text: &str| BTreeMap::from([(INFERENCE_CONFIG_KEY.to_string(), text.to_string())]);
+    assert_eq!(configured_max_model_len(&data("vllm:\n  max-model-len: 8192\n")), Some(8192));
+    assert_eq!(configured_max_model_len(&data("vllm:\n  max-model-len: \"4096\"\n")), Some(4096));
+    assert_eq!(configured_max_model_len(&data("vllm:\n  gpu-memory-utilization: 0.9\n")), None);
+    assert_eq!(configured_max_model_len(&data("vllm:\n  max-model-len: -1\n")), None);
+    assert_eq!(configured_max_model_len(&data("not: [valid")), None);
+    assert_eq!(configured_max_model_len(&BTreeMap::new()), None);
+}

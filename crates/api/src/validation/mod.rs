@@ -26,7 +26,8 @@ pub use kaito_core::Cloud;
 pub use inferenceset::{child_workspace, validate_inferenceset_create, validate_inferenceset_update};
 pub use ragengine::{ragengine_from_v1alpha1, validate_ragengine_create, validate_ragengine_update};
 pub use workspace::{
-    validate_workspace_create, validate_workspace_update, validate_workspace_v1alpha1_create, workspace_from_v1alpha1,
+    INFERENCE_CONFIG_KEY, configured_max_model_len, validate_workspace_create, validate_workspace_update,
+    validate_workspace_v1alpha1_create, workspace_from_v1alpha1,
 };
 
 /// Who creates GPU nodes (the controller's `--node-provisioner` flag).

@@ -481,6 +481,22 @@ fn check_adapters(inference: &InferenceSpec, runtime: Runtime, out: &mut Outcome
     }
 }
 
+fn positive_token_count(raw: &serde_json::Value) -> Option<u32> {
+    let value = match raw {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    value.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0)
+}
+
+/// The `vllm.max-model-len` an inference ConfigMap's `data` sets, when it sets a valid one (rule 13
+/// reports missing keys and malformed values; the controller sizes the plan with this).
+pub fn configured_max_model_len(data: &BTreeMap<String, String>) -> Option<u32> {
+    let parsed: serde_json::Value = serde_saphyr::from_str(data.get(INFERENCE_CONFIG_KEY)?).ok()?;
+    positive_token_count(parsed.get("vllm")?.get("max-model-len")?)
+}
+
 /// Rule 13. Returns the valid explicit `vllm.max-model-len`, if the config is known and sets one.
 fn check_inference_config(
     inference: &InferenceSpec,
@@ -516,12 +532,7 @@ fn check_inference_config(
         }
     };
     let raw = parsed.get("vllm")?.get("max-model-len")?;
-    let value = match raw {
-        serde_json::Value::Number(n) => n.as_u64(),
-        serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
-        _ => None,
-    };
-    let Some(value) = value.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0) else {
+    let Some(value) = positive_token_count(raw) else {
         out.violation(
             field,
             format!("vllm.max-model-len in ConfigMap \"{name}\" is {raw}, not a positive integer: set a token count such as 8192"),

@@ -581,7 +581,7 @@ mod tests {
     }
 
     fn objects(ws: &Workspace, config: &Config) -> Value {
-        let resolved = resolve(ws, config, None).expect("resolves");
+        let resolved = resolve(ws, config, None, None).expect("resolves");
         let names = Names::of(ws).unwrap();
         let claim = node_claim(ws, &resolved, config, &node_claim_name(&names, 0)).unwrap();
         json!({
@@ -666,7 +666,7 @@ inference:
     fn karpenter_mode_node_pool() {
         let ws = example("inference/kaito_workspace_phi_4_mini.yaml");
         let config = Config { node_provisioner: NodeProvisioner::Karpenter, ..Config::default() };
-        let resolved = resolve(&ws, &config, None).unwrap();
+        let resolved = resolve(&ws, &config, None, None).unwrap();
         insta::assert_yaml_snapshot!(node_pool(&ws, &resolved, &config).unwrap());
         let long = Names { name: "w".repeat(60), namespace: "team-a".into() };
         assert_eq!(node_pool_name(&long).len(), 63);
@@ -693,7 +693,7 @@ inference:
     fn the_desired_hash_changes_with_the_spec() {
         let ws = example("inference/kaito_workspace_phi_4_mini.yaml");
         let config = Config::default();
-        let resolved = resolve(&ws, &config, None).unwrap();
+        let resolved = resolve(&ws, &config, None, None).unwrap();
         let a = statefulset(&ws, &resolved, &config, Some(1)).unwrap();
         let other = Config { inference_image: "example.com/other:1".into(), ..Config::default() };
         let b = statefulset(&ws, &resolved, &other, Some(1)).unwrap();

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kaito_api::karpenter::NodeClaim;
@@ -27,7 +27,7 @@ use kaito_api::labels::{
     WORKSPACE_FINALIZER,
 };
 use kaito_api::v1beta1::{Workspace, WorkspaceStatus};
-use kaito_api::validation::{ValidationContext, validate_workspace_create};
+use kaito_api::validation::{ValidationContext, configured_max_model_len, validate_workspace_create};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
 };
@@ -353,11 +353,26 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
         None => Vec::new(),
     };
     let nodes = workspace_nodes(ws, &names, ctx);
+    // The inference ConfigMap's max-model-len sizes the plan (rule 13 checks it too). A direct read: one small
+    // object, read only for Workspaces that name one.
+    let config_name = ws.spec.inference.as_ref().and_then(|i| i.config.clone()).filter(|n| !n.is_empty());
+    let inference_config = match config_name {
+        Some(name) => Api::<ConfigMap>::namespaced(ctx.client.clone(), &names.namespace)
+            .get_opt(&name)
+            .await
+            .during(|| format!("reading ConfigMap {name}"))?
+            .map(|cm| (name, cm.data.unwrap_or_default())),
+        None => None,
+    };
 
     // --- validate and resolve (pure) ------------------------------------------------------------------------
     // The admission rules run here too: a Workspace admitted without the webhook (or before a rule existed)
     // still gets the same message, in status instead of from kubectl.
-    let rules = ValidationContext::offline(ctx.config.node_provisioner, ctx.config.cloud);
+    let mut rules = ValidationContext::offline(ctx.config.node_provisioner, ctx.config.cloud);
+    if let Some((name, data)) = &inference_config {
+        rules.config_maps = Some(BTreeMap::from([(name.clone(), data.clone())]));
+    }
+    let max_model_len = inference_config.as_ref().and_then(|(_, data)| configured_max_model_len(data));
     let outcome = validate_workspace_create(ws, &rules);
     if let Some(first) = outcome.violations.first() {
         let message = outcome.violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
@@ -365,7 +380,7 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
     }
 
     let byo_labels = nodes.iter().find(|n| status::node_is_ready(n)).map(|n| n.labels().clone());
-    let resolved = match resolve::resolve(ws, &ctx.config, byo_labels.as_ref()) {
+    let resolved = match resolve::resolve(ws, &ctx.config, byo_labels.as_ref(), max_model_len) {
         Ok(resolved) => Some(resolved),
         // Bring-your-own with no ready node yet: the GPU shape is unknown until one appears, and a node
         // event will requeue us. Status says how many nodes are missing.

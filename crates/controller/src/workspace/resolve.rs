@@ -113,11 +113,13 @@ pub struct Resolved {
 /// OS disk for templates and unknown models, as upstream.
 pub const DEFAULT_DISK_GIB: u64 = 1024;
 
-/// Resolves a Workspace. `byo_node_labels` are the labels of one ready selected node (bring-your-own only).
+/// Resolves a Workspace. `byo_node_labels` are the labels of one ready selected node (bring-your-own only);
+/// `max_model_len` is the `vllm.max-model-len` of the Workspace's inference ConfigMap, when it sets one.
 pub fn resolve(
     ws: &Workspace,
     config: &Config,
     byo_node_labels: Option<&BTreeMap<String, String>>,
+    max_model_len: Option<u32>,
 ) -> Result<Resolved, ResolveError> {
     let inference = match (&ws.spec.inference, &ws.spec.tuning) {
         (Some(inference), None) => inference,
@@ -184,7 +186,8 @@ pub fn resolve(
     }
     let plan = match &gpu {
         Some(gpu) => {
-            let input = PlanInput { runtime, requested_count: Some(count), ..PlanInput::new(preset, gpu) };
+            let input =
+                PlanInput { runtime, requested_count: Some(count), max_model_len, ..PlanInput::new(preset, gpu) };
             Some(Box::new(plan::plan(input).map_err(ResolveError::DoesNotFit)?))
         }
         None => None,
@@ -257,16 +260,26 @@ mod tests {
 
     #[test]
     fn a_small_preset_on_one_a100_needs_one_node() {
-        let resolved = resolve(&workspace(PHI), &Config::default(), None).unwrap();
+        let resolved = resolve(&workspace(PHI), &Config::default(), None, None).unwrap();
         assert_eq!(resolved.target_nodes, 1);
         assert_eq!(resolved.gpus_per_node, 1);
         assert!(matches!(resolved.workload, Workload::Preset { runtime: Runtime::Vllm, plan: Some(_), .. }));
     }
 
     #[test]
+    fn the_configured_max_model_len_sizes_the_plan() {
+        let plan_of = |len| match resolve(&workspace(PHI), &Config::default(), None, len).unwrap().workload {
+            Workload::Preset { plan: Some(plan), .. } => plan,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(plan_of(Some(8192)).max_model_len, kaito_core::plan::MaxModelLen::Explicit(8192));
+        assert_eq!(plan_of(None).max_model_len, kaito_core::plan::MaxModelLen::Auto);
+    }
+
+    #[test]
     fn a_70b_model_on_a100_spans_several_nodes() {
         let ws = workspace(&PHI.replace("phi-4-mini-instruct", "llama-3.3-70b-instruct"));
-        let resolved = resolve(&ws, &Config::default(), None).unwrap();
+        let resolved = resolve(&ws, &Config::default(), None, None).unwrap();
         assert!(resolved.target_nodes > 1, "{resolved:?}");
     }
 
@@ -279,7 +292,7 @@ mod tests {
             (PHI.replace("inference: {preset: {name: phi-4-mini-instruct}}", "inference: {}"), "inference"),
         ];
         for (yaml, field) in cases {
-            let err = resolve(&workspace(&yaml), &Config::default(), None).unwrap_err();
+            let err = resolve(&workspace(&yaml), &Config::default(), None, None).unwrap_err();
             assert!(err.to_string().starts_with(field), "{err}");
         }
     }
@@ -299,10 +312,10 @@ mod tests {
             ("nvidia.com/gpu.count".to_string(), "1".to_string()),
             ("nvidia.com/gpu.memory".to_string(), "81920".to_string()),
         ]);
-        let resolved = resolve(&ws, &config, Some(&labels)).unwrap();
+        let resolved = resolve(&ws, &config, Some(&labels), None).unwrap();
         assert_eq!(resolved.target_nodes, 1);
         assert!(resolved.instance_type.is_none());
-        let err = resolve(&ws, &config, Some(&BTreeMap::new())).unwrap_err();
+        let err = resolve(&ws, &config, Some(&BTreeMap::new()), None).unwrap_err();
         assert_eq!(err.reason(), "NodeGPULabelsMissing");
     }
 }
