@@ -24,6 +24,16 @@ struct Operators {
     provisioner: Option<tokio::task::JoinHandle<()>>,
 }
 
+impl Operators {
+    /// The controller in NodeClaim mode with the kwok provisioner: the set-up of most tests.
+    fn kwok(client: &Client, ns: &str, kwok: KwokConfig) -> Self {
+        Operators {
+            controller: Some(start_controller(client, ns, NodeProvisioner::AzureGpuProvisioner)),
+            provisioner: Some(start_provisioner(client, ns, kwok)),
+        }
+    }
+}
+
 impl Drop for Operators {
     fn drop(&mut self) {
         for task in [self.controller.take(), self.provisioner.take()].into_iter().flatten() {
@@ -130,10 +140,7 @@ async fn deploy_and_delete(client: &Client, ns: &str, ws: Workspace, expect_node
 #[tokio::test]
 async fn single_node_preset_reaches_succeeded_and_cleans_up() -> anyhow::Result<()> {
     let (client, ns) = setup("e2e-single").await?;
-    let _ops = Operators {
-        controller: Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner)),
-        provisioner: Some(start_provisioner(&client, &ns, KwokConfig::default())),
-    };
+    let _ops = Operators::kwok(&client, &ns, KwokConfig::default());
     let ready = deploy_and_delete(&client, &ns, example("inference/kaito_workspace_phi_4_mini.yaml"), 1).await?;
     let plan = ready.status.unwrap().plan.expect("the sizing plan is in status");
     assert_eq!((plan.instance_type.as_str(), plan.nodes, plan.gpus_per_node), ("Standard_NC24ads_A100_v4", 1, 1));
@@ -144,10 +151,7 @@ async fn single_node_preset_reaches_succeeded_and_cleans_up() -> anyhow::Result<
 #[tokio::test]
 async fn multi_node_preset_runs_a_statefulset_over_several_nodes() -> anyhow::Result<()> {
     let (client, ns) = setup("e2e-multi").await?;
-    let _ops = Operators {
-        controller: Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner)),
-        provisioner: Some(start_provisioner(&client, &ns, KwokConfig::default())),
-    };
+    let _ops = Operators::kwok(&client, &ns, KwokConfig::default());
     let ws = example("inference/kaito_workspace_llama_3_3_70b_instruct.yaml");
     let preset = kaito_core::catalog::lookup("llama-3.3-70b-instruct")?;
     let gpu = kaito_core::sku::lookup(kaito_core::Cloud::Azure, "Standard_NC24ads_A100_v4").unwrap();
@@ -162,10 +166,7 @@ async fn multi_node_preset_runs_a_statefulset_over_several_nodes() -> anyhow::Re
 #[tokio::test]
 async fn workspace_with_a_lora_adapter_runs_its_puller_and_succeeds() -> anyhow::Result<()> {
     let (client, ns) = setup("e2e-adapter").await?;
-    let _ops = Operators {
-        controller: Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner)),
-        provisioner: Some(start_provisioner(&client, &ns, KwokConfig::default())),
-    };
+    let _ops = Operators::kwok(&client, &ns, KwokConfig::default());
     let ws = example("inference/kaito_workspace_phi_4_mini_adapters.yaml");
     let name = ws.name_any();
     let api: Api<Workspace> = Api::namespaced(client.clone(), &ns);
@@ -187,10 +188,7 @@ async fn workspace_with_a_lora_adapter_runs_its_puller_and_succeeds() -> anyhow:
 #[tokio::test]
 async fn the_inference_configmap_max_model_len_reaches_the_plan_and_the_command() -> anyhow::Result<()> {
     let (client, ns) = setup("e2e-config").await?;
-    let _ops = Operators {
-        controller: Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner)),
-        provisioner: Some(start_provisioner(&client, &ns, KwokConfig::default())),
-    };
+    let _ops = Operators::kwok(&client, &ns, KwokConfig::default());
     let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ns);
     let config: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "phi-config"},
@@ -215,10 +213,7 @@ async fn the_inference_configmap_max_model_len_reaches_the_plan_and_the_command(
 #[tokio::test]
 async fn custom_template_workspace_reaches_succeeded() -> anyhow::Result<()> {
     let (client, ns) = setup("e2e-template").await?;
-    let _ops = Operators {
-        controller: Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner)),
-        provisioner: Some(start_provisioner(&client, &ns, KwokConfig::default())),
-    };
+    let _ops = Operators::kwok(&client, &ns, KwokConfig::default());
     deploy_and_delete(&client, &ns, example("inference/kaito_workspace_custom_template.yaml"), 1).await?;
     delete_namespace(&client, &ns).await;
     Ok(())
@@ -294,10 +289,7 @@ async fn unavailable_sku_is_reported_in_resource_ready() -> anyhow::Result<()> {
         unavailable_instance_types: ["Standard_NC24ads_A100_v4".to_string()].into(),
         ..KwokConfig::default()
     };
-    let _ops = Operators {
-        controller: Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner)),
-        provisioner: Some(start_provisioner(&client, &ns, unavailable)),
-    };
+    let _ops = Operators::kwok(&client, &ns, unavailable);
     let ws = example("inference/kaito_workspace_phi_4_mini.yaml");
     let api: Api<Workspace> = Api::namespaced(client.clone(), &ns);
     api.create(&PostParams::default(), &ws).await?;
@@ -325,10 +317,7 @@ async fn unavailable_sku_is_reported_in_resource_ready() -> anyhow::Result<()> {
 #[tokio::test]
 async fn pod_failures_are_classified_in_inference_ready() -> anyhow::Result<()> {
     let (client, ns) = setup("e2e-pods").await?;
-    let _ops = Operators {
-        controller: Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner)),
-        provisioner: Some(start_provisioner(&client, &ns, KwokConfig::default())),
-    };
+    let _ops = Operators::kwok(&client, &ns, KwokConfig::default());
     let api: Api<Workspace> = Api::namespaced(client.clone(), &ns);
     for (state, reason) in [("ImagePullBackOff", "ImagePullError"), ("CrashLoopBackOff", "ContainerCrashLoopBackOff")] {
         let mut ws = example("inference/kaito_workspace_custom_template.yaml");
@@ -364,10 +353,7 @@ async fn pod_failures_are_classified_in_inference_ready() -> anyhow::Result<()> 
 #[tokio::test]
 async fn an_invalid_workspace_gets_a_status_that_says_what_to_do_and_no_nodes() -> anyhow::Result<()> {
     let (client, ns) = setup("e2e-invalid").await?;
-    let _ops = Operators {
-        controller: Some(start_controller(&client, &ns, NodeProvisioner::AzureGpuProvisioner)),
-        provisioner: Some(start_provisioner(&client, &ns, KwokConfig::default())),
-    };
+    let _ops = Operators::kwok(&client, &ns, KwokConfig::default());
     let api: Api<Workspace> = Api::namespaced(client.clone(), &ns);
     let mut ws = example("inference/kaito_workspace_phi_4_mini.yaml");
     ws.spec.inference.as_mut().unwrap().preset.as_mut().unwrap().name = "no-such-model".into();

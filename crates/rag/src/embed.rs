@@ -539,14 +539,7 @@ fn pool_rows(hidden: &[f32], mask: &[u32], batch: usize, len: usize, dim: usize,
 const MAX_QUERY_BATCH: usize = 64;
 
 fn query_worker(weak: &std::sync::Weak<LocalEmbedder>, rx: &std::sync::mpsc::Receiver<QueryJob>) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_QUERY_BATCH {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
+    while let Some(jobs) = crate::batch::recv_batch(rx, MAX_QUERY_BATCH) {
         let Some(model) = weak.upgrade() else {
             return;
         };

@@ -120,14 +120,7 @@ const MAX_SEARCH_BATCH: usize = 64;
 /// searched together, per index, with one scan of its vectors. Under concurrent load this turns
 /// N memory-bound scans into one; alone, a query pays nothing extra.
 fn search_worker(jobs: &std::sync::mpsc::Receiver<SearchJob>, fusion: Fusion) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_SEARCH_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+    while let Some(mut batch) = crate::batch::recv_batch(jobs, MAX_SEARCH_BATCH) {
         while !batch.is_empty() {
             let index = Arc::clone(&batch[0].index);
             let (same, rest): (Vec<SearchJob>, Vec<SearchJob>) =

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod app;
+pub mod batch;
 pub mod bm25;
 pub mod chat;
 pub mod chunk;
