@@ -111,7 +111,9 @@ impl CloudError {
 ///   Map "no capacity / SKU not offered / quota exhausted / unknown instance type" to
 ///   [`CloudError::InsufficientCapacity`] and a claim that can never launch to [`CloudError::InvalidClaim`];
 ///   everything else is retried with backoff.
-///   `create` may return before the Node joins; registration is the controller's job.
+///   `create` may return before the Node joins; registration is the controller's job. A cloud whose Node
+///   exists when `create` returns (kwok) sets `status.nodeName`: the controller then reads that Node and
+///   registers it in the same pass, so `Launched` and `Registered` reach the claim in one status write.
 /// * **`delete`** starts deleting the claim's instance (`status.providerID`, else the one named after the
 ///   claim, since a crash may have left an instance whose ID was never written) and may return while deletion
 ///   is still in progress. Return [`CloudError::NotFound`] once nothing is left: the controller calls `delete`

@@ -7,7 +7,7 @@
 use k8s_openapi::api::core::v1::{Node, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kaito_api::karpenter::{NodeClaim, conditions as types, labels as klabels};
+use kaito_api::karpenter::{NodeClaim, NodeClaimStatus, conditions as types, labels as klabels};
 
 /// Reason of an `Unknown` condition nobody has evaluated yet.
 pub const AWAITING_RECONCILIATION: &str = "AwaitingReconciliation";
@@ -29,6 +29,10 @@ pub const KNOWN_EPHEMERAL_TAINTS_EXIST: &str = "KnownEphemeralTaintsExist";
 pub const RESOURCE_NOT_REGISTERED: &str = "ResourceNotRegistered";
 /// Ready: some dependent condition is not True.
 pub const UNHEALTHY_DEPENDENTS: &str = "UnhealthyDependents";
+
+/// Not-yet reasons a joining Node passes through by itself within seconds (kwok or the kubelet reports Ready,
+/// then the node lifecycle controller removes its not-ready taint).
+pub const TRANSIENT_REASONS: [&str; 2] = [NODE_NOT_READY, KNOWN_EPHEMERAL_TAINTS_EXIST];
 
 /// Taints the Kubernetes node lifecycle (or Karpenter) adds and removes by itself.
 pub const KNOWN_EPHEMERAL_TAINTS: [&str; 4] = [
@@ -218,6 +222,36 @@ pub fn merge(existing: &[Condition], desired: &[Desired], generation: Option<i64
         .collect();
     out.extend(existing.iter().filter(|c| !desired.iter().any(|d| d.type_ == c.type_)).cloned());
     out
+}
+
+/// Whether `new` is worth a status write over `stored` (what the apiserver has).
+///
+/// Every write is an apiserver write per claim, and with hundreds of claims coming up at once the apiserver is
+/// the bottleneck. So a condition that stays `Unknown` and only moves between [`TRANSIENT_REASONS`] is not
+/// rewritten: the next write (`Initialized=True`, seconds later) replaces it anyway. Status changes, other
+/// reasons (a startup taint, a missing GPU, a failed launch) and every other field are always written.
+pub fn worth_writing(stored: Option<&NodeClaimStatus>, new: &NodeClaimStatus) -> bool {
+    let Some(stored) = stored else { return true };
+    if stored == new {
+        return false;
+    }
+    let same_facts = stored.provider_id == new.provider_id
+        && stored.image_id == new.image_id
+        && stored.node_name == new.node_name
+        && stored.capacity == new.capacity
+        && stored.allocatable == new.allocatable
+        && stored.conditions.len() == new.conditions.len();
+    if !same_facts {
+        return true;
+    }
+    new.conditions.iter().any(|c| {
+        let Some(old) = stored.conditions.iter().find(|o| o.type_ == c.type_) else { return true };
+        let transient = |reason: &str| TRANSIENT_REASONS.contains(&reason);
+        old.status != c.status
+            || old.observed_generation != c.observed_generation
+            || old.last_transition_time != c.last_transition_time
+            || (old.reason != c.reason || old.message != c.message) && !(transient(&old.reason) && transient(&c.reason))
+    })
 }
 
 #[cfg(test)]
@@ -421,6 +455,35 @@ mod tests {
         let mut with_other = second.clone();
         with_other.push(Condition { type_: "Drifted".into(), ..by_type(&second, "Ready") });
         assert_eq!(merge(&with_other, &compute(&claim(), &Launch::Launched, &[]), Some(2), &t1).len(), 5);
+    }
+
+    #[test]
+    fn a_node_coming_up_is_not_rewritten_until_it_is_initialized() {
+        let t0 = Time("2026-01-01T00:00:00Z".parse().expect("time"));
+        let t1 = Time("2026-01-01T00:00:05Z".parse().expect("time"));
+        let status = |c: &NodeClaim, nodes: &[&Node], existing: &[Condition], now: &Time| NodeClaimStatus {
+            conditions: merge(existing, &compute(c, &Launch::Launched, nodes), Some(1), now),
+            ..c.status.clone().unwrap_or_default()
+        };
+        let c = claim();
+        let (not_ready, tainted, ready) =
+            (node("False", &[], "1"), node("True", &["node.kubernetes.io/not-ready"], "1"), node("True", &[], "1"));
+        let launched = status(&c, &[], &[], &t0);
+        let registered = status(&c, &[&not_ready], &launched.conditions, &t1);
+        assert!(worth_writing(None, &launched));
+        assert!(worth_writing(Some(&launched), &registered), "Registered turned True");
+        assert!(!worth_writing(Some(&registered), &registered.clone()));
+        let waiting_for_taint = status(&c, &[&tainted], &registered.conditions, &t1);
+        assert_ne!(waiting_for_taint, registered, "the reason moved on");
+        assert!(!worth_writing(Some(&registered), &waiting_for_taint), "NodeNotReady -> KnownEphemeralTaintsExist");
+        let initialized = status(&c, &[&ready], &registered.conditions, &t1);
+        assert!(worth_writing(Some(&registered), &initialized), "Initialized and Ready turned True");
+        // A reason that needs the user's attention is always written.
+        let no_gpu = status(&c, &[&node("True", &[], "0")], &registered.conditions, &t1);
+        assert!(worth_writing(Some(&registered), &no_gpu), "NodeNotReady -> ResourceNotRegistered");
+        let mut renamed = registered.clone();
+        renamed.node_name = Some("other".into());
+        assert!(worth_writing(Some(&registered), &renamed));
     }
 
     #[test]

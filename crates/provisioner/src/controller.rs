@@ -146,6 +146,50 @@ struct Ctx<P> {
     nodes: Store<Node>,
     options: ControllerOptions,
     metrics: Arc<Metrics>,
+    written: Written,
+}
+
+/// The status this process last wrote for each claim, with the resourceVersion that write produced.
+///
+/// Reconciles read claims from the watch cache, which lags behind our own status writes (by seconds when the
+/// apiserver is busy). Comparing a fresh status with a stale cached one rewrote the same status, and moved
+/// `lastTransitionTime`s, on every pass in between; the copy kept here stands in until the cache catches up.
+#[derive(Default)]
+struct Written(std::sync::Mutex<std::collections::HashMap<String, (u64, NodeClaimStatus)>>);
+
+impl Written {
+    /// The status last written for `claim`, when the cached `claim` predates that write.
+    ///
+    /// resourceVersions are opaque by contract but etcd revisions in practice; one that does not parse as a
+    /// number makes the cache the source of truth again.
+    fn newer_than(&self, claim: &NodeClaim) -> Option<NodeClaimStatus> {
+        let key = claim_key(claim);
+        let mut written = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (version, status) = written.get(&key)?;
+        match claim.resource_version().and_then(|v| v.parse::<u64>().ok()) {
+            Some(cached) if cached < *version => Some(status.clone()),
+            _ => {
+                written.remove(&key);
+                None
+            }
+        }
+    }
+
+    /// Remembers a status written to the apiserver; `result` is the claim the write returned.
+    fn record(&self, result: &NodeClaim, status: NodeClaimStatus) {
+        let Some(version) = result.resource_version().and_then(|v| v.parse::<u64>().ok()) else { return };
+        let mut written = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        written.insert(claim_key(result), (version, status));
+    }
+
+    /// Forgets a claim (it is gone).
+    fn forget(&self, claim: &NodeClaim) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&claim_key(claim));
+    }
+}
+
+fn claim_key(claim: &NodeClaim) -> String {
+    claim.uid().unwrap_or_else(|| claim.name_any())
 }
 
 /// Runs the NodeClaim controller (and the instance garbage collector) until `shutdown` resolves.
@@ -198,7 +242,7 @@ pub async fn run<P: CloudProvider>(
         .gc_interval
         .map(|every| tokio::spawn(garbage_collect(claims.clone(), provider.clone(), every, stop_rx.clone())));
 
-    let ctx = Arc::new(Ctx { client, provider, nodes, options, metrics });
+    let ctx = Arc::new(Ctx { client, provider, nodes, options, metrics, written: Written::default() });
     info!(provider = ctx.provider.name(), "NodeClaim controller starting");
     controller
         .watches_stream(node_events, mapper)
@@ -286,8 +330,12 @@ async fn reconcile_claim<P: CloudProvider>(claim: &NodeClaim, ctx: &Ctx<P>) -> R
     // `create` again and compute the claim's labels and status from outdated data (the label apply left out
     // labels the previous pass had applied, so SSA removed them and a Ready claim lost its instance labels),
     // so the launch decision is made on the claim as the API server has it now.
+    let mut cached = claim.clone();
+    if let Some(written) = ctx.written.newer_than(claim) {
+        cached.status = Some(written);
+    }
     let live;
-    let claim = if claim.status.as_ref().and_then(|s| s.provider_id.as_ref()).is_none() {
+    let claim = if cached.status.as_ref().and_then(|s| s.provider_id.as_ref()).is_none() {
         match claims.get_opt(&name).await.map_err(kube_err(format!("reading NodeClaim {name}")))? {
             Some(current) if current.meta().deletion_timestamp.is_none() => {
                 live = current;
@@ -297,12 +345,15 @@ async fn reconcile_claim<P: CloudProvider>(claim: &NodeClaim, ctx: &Ctx<P>) -> R
             _ => return Ok(Action::requeue(Duration::from_secs(1))),
         }
     } else {
-        claim
+        &cached
     };
 
     let mut status = claim.status.clone().unwrap_or_default();
-    let launch =
-        if status.provider_id.is_some() { Launch::Launched } else { launch(claim, &claims, ctx, &mut status).await? };
+    let (launch, launched_node) = if status.provider_id.is_some() {
+        (Launch::Launched, None)
+    } else {
+        launch(claim, &claims, ctx, &mut status).await?
+    };
 
     let mut nodes: Vec<Node> = match &status.provider_id {
         Some(id) => ctx
@@ -314,6 +365,15 @@ async fn reconcile_claim<P: CloudProvider>(claim: &NodeClaim, ctx: &Ctx<P>) -> R
             .collect(),
         None => Vec::new(),
     };
+    // A cloud whose instance is a Node from the start (kwok) names it: read it now, so the claim is launched
+    // and registered in one status write instead of waiting for the Node to reach the watch cache.
+    if let (Some(node_name), Some(id), true) = (&launched_node, &status.provider_id, nodes.is_empty()) {
+        let node = Api::<Node>::all(ctx.client.clone())
+            .get_opt(node_name)
+            .await
+            .map_err(kube_err(format!("reading Node {node_name}")))?;
+        nodes.extend(node.filter(|n| n.spec.as_ref().and_then(|s| s.provider_id.as_ref()) == Some(id)));
+    }
     if let (Launch::Launched, Some(id), true) = (&launch, &status.provider_id, nodes.is_empty())
         && claim.condition_is_true(types::REGISTERED)
     {
@@ -358,8 +418,9 @@ async fn reconcile_claim<P: CloudProvider>(claim: &NodeClaim, ctx: &Ctx<P>) -> R
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let existing = claim.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     status.conditions = conditions::merge(existing, &desired, claim.metadata.generation, &now);
-    if claim.status.as_ref() != Some(&status) {
-        apply_status(&claims, &name, &status).await?;
+    if conditions::worth_writing(claim.status.as_ref(), &status) {
+        let written = apply_status(&claims, &name, &status).await?;
+        ctx.written.record(&written, status);
     }
 
     Ok(match launch {
@@ -372,19 +433,20 @@ async fn reconcile_claim<P: CloudProvider>(claim: &NodeClaim, ctx: &Ctx<P>) -> R
     })
 }
 
-/// Calls the cloud and records the result in `status`.
+/// Calls the cloud and records the result in `status`; also returns the name of the instance's Node when the
+/// cloud knows it already.
 async fn launch<P: CloudProvider>(
     claim: &NodeClaim,
     claims: &Api<NodeClaim>,
     ctx: &Ctx<P>,
     status: &mut NodeClaimStatus,
-) -> Result<Launch, Error> {
+) -> Result<(Launch, Option<String>), Error> {
     let name = claim.name_any();
     match ctx.provider.create(claim).await {
         Ok(launched) => {
             let got = launched.status.unwrap_or_default();
             let Some(provider_id) = got.provider_id else {
-                return Ok(Launch::Failed { message: "the cloud provider returned no providerID".to_string() });
+                return Ok((Launch::Failed { message: "the cloud provider returned no providerID".to_string() }, None));
             };
             info!(nodeclaim = %name, %provider_id, "launched");
             ctx.metrics.created.inc();
@@ -405,7 +467,7 @@ async fn launch<P: CloudProvider>(
             status.image_id = got.image_id;
             status.capacity = got.capacity;
             status.allocatable = got.allocatable;
-            Ok(Launch::Launched)
+            Ok((Launch::Launched, got.node_name))
         }
         Err(e) if e.is_terminal_launch_error() => {
             let (reason, message) = match &e {
@@ -414,13 +476,13 @@ async fn launch<P: CloudProvider>(
             };
             warn!(nodeclaim = %name, %reason, %message, "launch refused");
             ctx.metrics.launch_failed(reason);
-            Ok(Launch::Refused { reason: reason.to_string(), message })
+            Ok((Launch::Refused { reason: reason.to_string(), message }, None))
         }
         Err(e) => {
             let message = error_chain(&e);
             warn!(nodeclaim = %name, error = %message, "launch failed; retrying");
             ctx.metrics.launch_failed(LAUNCH_FAILED);
-            Ok(Launch::Failed { message })
+            Ok((Launch::Failed { message }, None))
         }
     }
 }
@@ -519,7 +581,7 @@ async fn label_node<P: CloudProvider>(ctx: &Ctx<P>, node: &Node, label: &str) ->
     Ok(())
 }
 
-async fn apply_status(claims: &Api<NodeClaim>, name: &str, status: &NodeClaimStatus) -> Result<(), Error> {
+async fn apply_status(claims: &Api<NodeClaim>, name: &str, status: &NodeClaimStatus) -> Result<NodeClaim, Error> {
     let patch = json!({
         "apiVersion": "karpenter.sh/v1",
         "kind": "NodeClaim",
@@ -530,8 +592,7 @@ async fn apply_status(claims: &Api<NodeClaim>, name: &str, status: &NodeClaimSta
     claims
         .patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
-        .map_err(kube_err(format!("writing the status of NodeClaim {name}")))?;
-    Ok(())
+        .map_err(kube_err(format!("writing the status of NodeClaim {name}")))
 }
 
 async fn add_finalizer(claims: &Api<NodeClaim>, claim: &NodeClaim) -> Result<(), Error> {
@@ -579,6 +640,7 @@ async fn terminate<P: CloudProvider>(
                     return Err(Error::Kube { context: format!("removing the finalizer of NodeClaim {name}"), source });
                 }
             }
+            ctx.written.forget(claim);
             info!(nodeclaim = %name, "instance deleted; finalizer removed");
             ctx.metrics.deleted.inc();
             Ok(Action::await_change())
@@ -771,6 +833,25 @@ mod tests {
         let first = instance_labels_to_apply(&claim, &instance);
         assert!(first.contains_key("node.kubernetes.io/instance-type"));
         assert!(!first.contains_key("kaito.sh/workspace") && !first.contains_key("kubernetes.io/hostname"));
+    }
+
+    #[test]
+    fn the_written_status_stands_in_until_the_cache_catches_up() {
+        let claim = |rv: &str, provider_id: Option<&str>| {
+            let mut c = NodeClaim::new("ws1", Default::default());
+            c.metadata.uid = Some("u1".into());
+            c.metadata.resource_version = Some(rv.into());
+            c.status = Some(NodeClaimStatus { provider_id: provider_id.map(str::to_string), ..Default::default() });
+            c
+        };
+        let written = Written::default();
+        let ours = NodeClaimStatus { provider_id: Some("kwok://ws1".into()), ..Default::default() };
+        written.record(&claim("12", Some("kwok://ws1")), ours.clone());
+        assert_eq!(written.newer_than(&claim("10", None)), Some(ours.clone()), "the cache predates the write");
+        assert_eq!(written.newer_than(&claim("12", Some("kwok://ws1"))), None, "caught up");
+        assert_eq!(written.newer_than(&claim("10", None)), None, "forgotten once caught up");
+        written.record(&claim("12", Some("kwok://ws1")), ours);
+        assert_eq!(written.newer_than(&claim("not-a-number", None)), None, "unparsable: trust the cache");
     }
 
     #[test]
