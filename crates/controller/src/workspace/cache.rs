@@ -1,20 +1,25 @@
-//! What the reconciler reads without asking the apiserver: reflector caches of Nodes, pods, StatefulSets and
-//! Services, fed by the same watches that trigger reconciles.
+//! What the reconciler reads without asking the apiserver: reflector caches of Nodes, NodeClaims, pods,
+//! StatefulSets and Services, fed by the same watches that trigger reconciles, and [`Latest`], the objects as our
+//! own writes returned them, for the seconds until the watches deliver those writes.
 //!
 //! Objects are slimmed before they are stored ([`slim_node`] and friends): a cache holds a copy of every watched
 //! object for the controller's lifetime, and most of each object (managedFields, pod specs, node images) is never
-//! read. NodeClaims are deliberately not cached: the reconciler lists them directly, because a lagging cache could
-//! make it create a second NodeClaim for a node that is already being bought.
+//! read. The NodeClaim cache is only ever trusted to say "enough claims exist": a lagging cache could make the
+//! reconciler create a second NodeClaim for a node that is already being bought, so before creating one it lists
+//! them directly.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus, Pod, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kaito_api::karpenter::{NodeClaim, NodeClaimStatus};
 use kaito_api::v1beta1::Workspace;
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -28,6 +33,8 @@ pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
 pub struct Caches {
     /// Nodes the Workspaces may use (see `run` for which ones are watched in each provisioning mode).
     pub nodes: Store<Node>,
+    /// NodeClaims labelled `kaito.sh/workspace`.
+    pub claims: Store<NodeClaim>,
     /// Pods labelled `kaito.sh/workspace`.
     pub pods: Store<Pod>,
     /// StatefulSets labelled `kaito.sh/workspace`.
@@ -46,12 +53,13 @@ impl Caches {
     /// Wraps the stores; `synced` turns true once every store has its initial list (see [`signal_synced`]).
     pub fn new(
         nodes: Store<Node>,
+        claims: Store<NodeClaim>,
         pods: Store<Pod>,
         statefulsets: Store<StatefulSet>,
         services: Store<Service>,
         synced: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
-        Caches { nodes, pods, statefulsets, services, synced }
+        Caches { nodes, claims, pods, statefulsets, services, synced }
     }
 
     /// Waits until every cache has its initial list. Counting BYO capacity from a half-filled node cache would
@@ -72,6 +80,23 @@ impl Caches {
         // The store is a hash map; sort so status (workerNodes) and decisions do not depend on its order.
         nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         nodes
+    }
+
+    /// Cached NodeClaims carrying every label of `selector`, by name. Never the basis for creating one (see the
+    /// module documentation).
+    pub fn claims_matching(&self, selector: &BTreeMap<String, String>) -> Vec<NodeClaim> {
+        if selector.is_empty() {
+            return Vec::new();
+        }
+        let mut claims: Vec<NodeClaim> = self
+            .claims
+            .state()
+            .iter()
+            .filter(|c| has_labels(&c.metadata, selector))
+            .map(|c| NodeClaim::clone(c))
+            .collect();
+        claims.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        claims
     }
 
     /// Cached pods of a Workspace.
@@ -111,11 +136,15 @@ impl Caches {
 /// Each store must have no other `wait_until_ready` waiter: kube's readiness signal wakes only the most recent
 /// one. The Workspace store is not awaited here (the controller's runner waits on it).
 pub async fn signal_synced(
-    stores: (Store<Node>, Store<Pod>, Store<StatefulSet>, Store<Service>),
+    nodes: Store<Node>,
+    claims: Store<NodeClaim>,
+    pods: Store<Pod>,
+    statefulsets: Store<StatefulSet>,
+    services: Store<Service>,
     synced: tokio::sync::watch::Sender<bool>,
 ) {
-    let (nodes, pods, statefulsets, services) = stores;
     let ready = nodes.wait_until_ready().await.is_ok()
+        && claims.wait_until_ready().await.is_ok()
         && pods.wait_until_ready().await.is_ok()
         && statefulsets.wait_until_ready().await.is_ok()
         && services.wait_until_ready().await.is_ok();
@@ -151,6 +180,16 @@ pub fn slim_node(node: &mut Node) {
         allocatable: gpus.map(|q| BTreeMap::from([(GPU_RESOURCE.to_string(), q)])),
         ..NodeStatus::default()
     });
+}
+
+/// A NodeClaim reduced to what status reads: identity, labels, deletion, lifecycle conditions and node name.
+pub fn slim_node_claim(claim: &mut NodeClaim) {
+    slim_meta(&mut claim.metadata, false);
+    claim.spec = Default::default();
+    if let Some(status) = claim.status.take() {
+        claim.status =
+            Some(NodeClaimStatus { node_name: status.node_name, conditions: status.conditions, ..Default::default() });
+    }
 }
 
 /// A pod reduced to its identity and status (failures are classified from status alone).
@@ -222,6 +261,70 @@ pub fn node_claim_fingerprint(claim: &kaito_api::karpenter::NodeClaim) -> u64 {
 pub fn workspace_fingerprint(ws: &Workspace) -> u64 {
     let meta = &ws.metadata;
     hash_of(&(meta.generation, &meta.finalizers, meta.deletion_timestamp.is_some(), &meta.labels, &meta.annotations))
+}
+
+/// Objects as this controller's own writes returned them, kept until the watch cache has caught up.
+///
+/// The watches deliver our writes seconds late when the apiserver is busy. A reconcile in between would read
+/// the older cached copy and redo the write (the same status again, with a second Event for the same
+/// transition; the same StatefulSet apply). [`Latest::fresher`] hands out the written copy while the cache is
+/// behind it. resourceVersions are opaque by contract but etcd revisions in practice; one that does not parse
+/// as a number, or an entry older than [`Latest::TTL`] (the write's watch event was lost, or the object was
+/// deleted before the cache saw it), makes the cache the source of truth again.
+pub struct Latest<K> {
+    written: Mutex<HashMap<String, Written<K>>>,
+}
+
+/// resourceVersion, when it was written, the object.
+type Written<K> = (u64, Instant, Arc<K>);
+
+impl<K> Default for Latest<K> {
+    fn default() -> Self {
+        Latest { written: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<K: Resource> Latest<K> {
+    /// How long a written copy may stand in for the cache.
+    pub const TTL: Duration = Duration::from_secs(30);
+
+    fn key(namespace: Option<&str>, name: &str) -> String {
+        format!("{}/{name}", namespace.unwrap_or_default())
+    }
+
+    /// Remembers what a write returned.
+    pub fn record(&self, written: K) {
+        let meta = written.meta();
+        let Some(version) = meta.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok()) else { return };
+        let key = Self::key(meta.namespace.as_deref(), meta.name.as_deref().unwrap_or_default());
+        self.written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, (version, Instant::now(), Arc::new(written)));
+    }
+
+    /// The written copy of `namespace/name` when `cached` (the watch cache's copy, if any) is older than it.
+    pub fn fresher(&self, namespace: Option<&str>, name: &str, cached: Option<&K>) -> Option<Arc<K>> {
+        let key = Self::key(namespace, name);
+        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        let (version, at, object) = written.get(&key)?;
+        let cached_version = cached.map(|c| c.meta().resource_version.as_deref().and_then(|v| v.parse::<u64>().ok()));
+        let behind = match cached_version {
+            None => true,
+            Some(Some(cached)) => cached < *version,
+            Some(None) => false,
+        };
+        if behind && at.elapsed() < Self::TTL {
+            return Some(object.clone());
+        }
+        written.remove(&key);
+        None
+    }
+
+    /// Forgets `namespace/name` (it is gone).
+    pub fn forget(&self, namespace: Option<&str>, name: &str) {
+        self.written.lock().unwrap_or_else(PoisonError::into_inner).remove(&Self::key(namespace, name));
+    }
 }
 
 /// The objects of a watch whose fingerprint changed, plus every deleted object.
@@ -347,6 +450,51 @@ mod tests {
             .collect()
             .await;
         assert_eq!(passed, ["1", "3", "5", "6"]);
+    }
+
+    #[test]
+    fn a_written_copy_stands_in_until_the_cache_has_it() {
+        let sts = |rv: &str| StatefulSet {
+            metadata: ObjectMeta {
+                name: Some("ws".into()),
+                namespace: Some("ns".into()),
+                resource_version: Some(rv.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let latest = Latest::<StatefulSet>::default();
+        assert!(latest.fresher(Some("ns"), "ws", None).is_none(), "nothing written");
+        latest.record(sts("20"));
+        let got = |cached: Option<&StatefulSet>| {
+            latest.fresher(Some("ns"), "ws", cached).and_then(|s| s.metadata.resource_version.clone())
+        };
+        assert_eq!(got(None).as_deref(), Some("20"), "not in the cache yet");
+        assert_eq!(got(Some(&sts("19"))).as_deref(), Some("20"), "the cache is behind");
+        assert_eq!(got(Some(&sts("20"))), None, "caught up");
+        assert_eq!(got(None), None, "forgotten once the cache had it");
+        latest.record(sts("20"));
+        assert_eq!(got(Some(&sts("x"))), None, "an unparsable version: trust the cache");
+    }
+
+    #[test]
+    fn a_slim_node_claim_keeps_what_status_reads() {
+        let mut claim: NodeClaim = serde_json::from_value(json!({
+            "apiVersion": "karpenter.sh/v1", "kind": "NodeClaim",
+            "metadata": {"name": "ws0abc", "labels": {"kaito.sh/workspace": "ws"},
+                         "managedFields": [{"manager": "kaito-provisioner", "operation": "Apply"}]},
+            "spec": {"nodeClassRef": {"group": "kaito.sh", "kind": "KaitoNodeClass", "name": "default"},
+                     "requirements": [{"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["x"]}]},
+            "status": {"nodeName": "ws0abc", "providerID": "kwok://ws0abc", "capacity": {"cpu": "24"},
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
+                                       "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
+        }))
+        .unwrap();
+        slim_node_claim(&mut claim);
+        assert!(claim.metadata.managed_fields.is_none() && claim.spec.requirements.is_empty());
+        assert!(claim.condition_is_true(kaito_api::karpenter::conditions::READY));
+        let status = claim.status.unwrap();
+        assert_eq!((status.node_name.as_deref(), status.provider_id), (Some("ws0abc"), None));
     }
 
     #[test]

@@ -39,7 +39,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use self::cache::Caches;
+use self::cache::{Caches, Latest};
 use self::desired::{ANNOTATION_DESIRED_HASH, Names};
 use self::resolve::{Resolved, Workload};
 use crate::config::{Config, NodeProvisioner};
@@ -86,8 +86,12 @@ pub struct Ctx {
     pub recorder: Recorder,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// Nodes, pods, StatefulSets and Services as the watches last saw them.
+    /// Nodes, NodeClaims, pods, StatefulSets and Services as the watches last saw them.
     pub caches: Caches,
+    /// Workspaces as our last write to each returned them (see [`Latest`]).
+    pub written_workspaces: Latest<Workspace>,
+    /// StatefulSets as our last apply of each returned them.
+    pub written_statefulsets: Latest<StatefulSet>,
 }
 
 /// The Workspace a labelled object belongs to, from its `name_label`/`namespace_label` labels.
@@ -134,6 +138,7 @@ pub async fn run(
 
     let (ws_store, ws_writer) = reflector::store::<Workspace>();
     let (node_store, node_writer) = reflector::store::<Node>();
+    let (claim_store, claim_writer) = reflector::store::<NodeClaim>();
     let (pod_store, pod_writer) = reflector::store::<Pod>();
     let (sts_store, sts_writer) = reflector::store::<StatefulSet>();
     let (svc_store, svc_writer) = reflector::store::<Service>();
@@ -155,9 +160,11 @@ pub async fn run(
             .reflect(node_writer),
         cache::node_fingerprint,
     );
-    // NodeClaims only trigger; they are never cached (see reconcile_inner).
     let claim_events = cache::changed_objects(
-        watcher(Api::<NodeClaim>::all(client.clone()), owned_by_workspace.clone()).default_backoff(),
+        watcher(Api::<NodeClaim>::all(client.clone()), owned_by_workspace.clone())
+            .default_backoff()
+            .modify(cache::slim_node_claim)
+            .reflect(claim_writer),
         cache::node_claim_fingerprint,
     );
     let pod_events =
@@ -171,11 +178,23 @@ pub async fn run(
 
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
     let sync = tokio::spawn(cache::signal_synced(
-        (node_store.clone(), pod_store.clone(), sts_store.clone(), svc_store.clone()),
+        node_store.clone(),
+        claim_store.clone(),
+        pod_store.clone(),
+        sts_store.clone(),
+        svc_store.clone(),
         synced_tx,
     ));
-    let caches = Caches::new(node_store, pod_store, sts_store, svc_store, synced_rx);
-    let ctx = Arc::new(Ctx { client: client.clone(), config, recorder, metrics, caches });
+    let caches = Caches::new(node_store, claim_store, pod_store, sts_store, svc_store, synced_rx);
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        config,
+        recorder,
+        metrics,
+        caches,
+        written_workspaces: Latest::default(),
+        written_statefulsets: Latest::default(),
+    });
 
     let workspace_index = ws_store.clone();
     let node_to_workspaces = move |node: Node| -> Vec<ObjectRef<Workspace>> {
@@ -318,6 +337,8 @@ async fn ensure_node_pool(ws: &Workspace, resolved: &Resolved, ctx: &Ctx) -> Res
 async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
     // Nothing is decided from a cache that does not yet hold everything (see Caches::wait_synced).
     ctx.caches.wait_synced().await?;
+    let written = ctx.written_workspaces.fresher(ws.namespace().as_deref(), &ws.name_any(), Some(ws));
+    let ws: &Workspace = written.as_deref().unwrap_or(ws);
     let names = Names::of(ws)?;
     let workspaces: Api<Workspace> = Api::namespaced(ctx.client.clone(), &names.namespace);
     if ws.metadata.deletion_timestamp.is_some() {
@@ -330,27 +351,23 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
             {"op": "add", "path": "/metadata/finalizers",
              "value": ws.finalizers().iter().cloned().chain([WORKSPACE_FINALIZER.to_string()]).collect::<Vec<_>>()},
         ]);
-        workspaces
+        let patched = workspaces
             .patch(&names.name, &PatchParams::default(), &Patch::<()>::Json(json_patch(patch)?))
             .await
             .during(|| format!("adding the finalizer to {}/{}", names.namespace, names.name))?;
+        remember_workspace(ctx, patched);
         // The patch triggers another reconcile with the finalizer in place.
         return Ok(Action::await_change());
     }
 
     // --- read -------------------------------------------------------------------------------------------
-    let claims_api: Api<NodeClaim> = Api::all(ctx.client.clone());
-    // A direct list (not a cache) reads our own writes, so a restart or a stale watch never makes us create a
-    // second NodeClaim for the same slot.
-    let claims: Vec<NodeClaim> = match owner_selector(&names, ctx.config.node_provisioner) {
-        Some(selector) => {
-            claims_api
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .during(|| "listing NodeClaims".into())?
-                .items
+    // Only this mode makes NodeClaims itself (and reads them for status). The cache is good enough for status;
+    // create_missing_claims lists them directly before it creates one.
+    let claims: Vec<NodeClaim> = match ctx.config.node_provisioner {
+        NodeProvisioner::AzureGpuProvisioner => {
+            ctx.caches.claims_matching(&node_selector(ws, &names, NodeProvisioner::AzureGpuProvisioner))
         }
-        None => Vec::new(),
+        NodeProvisioner::Karpenter | NodeProvisioner::Byo => Vec::new(),
     };
     let nodes = workspace_nodes(ws, &names, ctx);
     // The inference ConfigMap's max-model-len sizes the plan (rule 13 checks it too). A direct read: one small
@@ -421,6 +438,9 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
         .filter(|n| status::node_is_usable(n, resolved.instance_type.as_deref(), resolved.gpus_per_node))
         .count();
     let mut sts = ctx.caches.statefulset(&names.namespace, &names.name);
+    if let Some(written) = ctx.written_statefulsets.fresher(Some(&names.namespace), &names.name, sts.as_ref()) {
+        sts = Some(StatefulSet::clone(&written));
+    }
     if usable >= resolved.target_nodes as usize {
         ensure_services(ws, &names, &resolved, ctx).await?;
         sts = Some(ensure_statefulset(ws, &names, &resolved, ctx, revision, sts).await?);
@@ -505,14 +525,22 @@ async fn write_status(
     if ws.status.as_ref() == Some(&computed) {
         return Ok(false);
     }
-    announce_transitions(ws, &computed, ctx).await;
     ctx.metrics.workspace_state(&names.namespace, &names.name, computed.state);
     let patch = json!({"apiVersion": "kaito.sh/v1beta1", "kind": "Workspace", "status": computed});
-    workspaces
+    let written = workspaces
         .patch_status(&names.name, &PatchParams::apply(&ctx.config.field_manager).force(), &Patch::Apply(&patch))
         .await
         .during(|| format!("writing the status of {}/{}", names.namespace, names.name))?;
+    remember_workspace(ctx, written);
+    // After the write: a failed write is retried, and announcing before it would repeat the Events.
+    announce_transitions(ws, &computed, ctx).await;
     Ok(true)
+}
+
+/// Keeps what a write to the Workspace returned, so the next reconcile does not start from an older copy.
+fn remember_workspace(ctx: &Ctx, mut written: Workspace) {
+    cache::slim_workspace(&mut written);
+    ctx.written_workspaces.record(written);
 }
 
 /// One Event per condition that changed status.
@@ -606,18 +634,22 @@ async fn ensure_revision(
     let patch = json!({"metadata": {"annotations": {
         ANNOTATION_WORKSPACE_HASH: hash, ANNOTATION_WORKSPACE_REVISION: revision.to_string()
     }}});
-    workspaces
+    let patched = workspaces
         .patch(&names.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .during(|| "annotating the Workspace with its revision".into())?;
+    remember_workspace(ctx, patched);
     Ok(Some(revision))
 }
 
+/// Creates the NodeClaims the Workspace lacks. `cached` comes from the watch cache, which may not yet show the
+/// claims created by the previous pass (or a previous life of this process): it can only say that nothing is
+/// missing. Before creating, a direct list, which reads every write, decides; so no slot gets a second claim.
 async fn create_missing_claims(
     ws: &Workspace,
     names: &Names,
     resolved: &Resolved,
-    claims: &[NodeClaim],
+    cached: &[NodeClaim],
     nodes: &[Node],
     ctx: &Ctx,
 ) -> Result<(), Error> {
@@ -627,9 +659,17 @@ async fn create_missing_claims(
         .filter(|n| status::node_is_ready(n) && !n.labels().contains_key(kaito_api::karpenter::labels::NODEPOOL))
         .count();
     let needed = (resolved.target_nodes as usize).saturating_sub(byo_ready);
-    let live = claims.iter().filter(|c| c.metadata.deletion_timestamp.is_none()).count();
+    let live = |claims: &[NodeClaim]| claims.iter().filter(|c| c.metadata.deletion_timestamp.is_none()).count();
+    if live(cached) >= needed {
+        return Ok(());
+    }
     let claims_api: Api<NodeClaim> = Api::all(ctx.client.clone());
-    for i in 0..needed.saturating_sub(live) {
+    let listed = claims_api
+        .list(&ListParams::default().labels(&workspace_selector(names)))
+        .await
+        .during(|| "listing NodeClaims".into())?
+        .items;
+    for i in 0..needed.saturating_sub(live(&listed)) {
         let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default() + i as u128;
         let name = desired::node_claim_name(names, seed);
         let claim = desired::node_claim(ws, resolved, &ctx.config, &name)?;
@@ -705,6 +745,9 @@ async fn ensure_statefulset(
         .patch(&names.name, &PatchParams::apply(&ctx.config.field_manager).force(), &Patch::Apply(&desired))
         .await
         .during(|| format!("applying StatefulSet {}/{}", names.namespace, names.name))?;
+    let mut remembered = applied.clone();
+    cache::slim_statefulset(&mut remembered);
+    ctx.written_statefulsets.record(remembered);
     publish(ctx, ws, EventType::Normal, "WorkloadApplied", "Deploy", format!("applied StatefulSet {}", names.name))
         .await;
     Ok(applied)
@@ -765,6 +808,8 @@ async fn finalize(ws: &Workspace, names: &Names, ctx: &Ctx, workspaces: &Api<Wor
         .patch(&names.name, &PatchParams::default(), &Patch::<()>::Json(json_patch(patch)?))
         .await
         .during(|| "removing the finalizer".into())?;
+    ctx.written_workspaces.forget(Some(&names.namespace), &names.name);
+    ctx.written_statefulsets.forget(Some(&names.namespace), &names.name);
     ctx.metrics.workspace_state(&names.namespace, &names.name, None);
     info!(workspace = %names.name, namespace = %names.namespace, "finalized");
     Ok(Action::await_change())
