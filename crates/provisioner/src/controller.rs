@@ -365,9 +365,12 @@ async fn reconcile_claim<P: CloudProvider>(claim: &NodeClaim, ctx: &Ctx<P>) -> R
             .collect(),
         None => Vec::new(),
     };
-    // A cloud whose instance is a Node from the start (kwok) names it: read it now, so the claim is launched
-    // and registered in one status write instead of waiting for the Node to reach the watch cache.
-    if let (Some(node_name), Some(id), true) = (&launched_node, &status.provider_id, nodes.is_empty()) {
+    // The Node may not be in the watch cache yet. Read the one the claim knows of directly: the Node a cloud
+    // like kwok names at launch (so the claim is launched and registered in one status write), or the one it
+    // registered (the cache lags behind the registration; one read beats polling until the cache has it).
+    let known_node = launched_node
+        .or_else(|| claim.condition_is_true(types::REGISTERED).then(|| status.node_name.clone()).flatten());
+    if let (Some(node_name), Some(id), true) = (&known_node, &status.provider_id, nodes.is_empty()) {
         let node = Api::<Node>::all(ctx.client.clone())
             .get_opt(node_name)
             .await
@@ -377,7 +380,7 @@ async fn reconcile_claim<P: CloudProvider>(claim: &NodeClaim, ctx: &Ctx<P>) -> R
     if let (Launch::Launched, Some(id), true) = (&launch, &status.provider_id, nodes.is_empty())
         && claim.condition_is_true(types::REGISTERED)
     {
-        // The cache may lag; ask the cloud before concluding the instance is gone.
+        // No Node at all for a registered claim: the cloud says whether the instance is gone.
         match ctx.provider.get(id).await {
             Err(e) if e.is_not_found() => {
                 info!(nodeclaim = %name, provider_id = %id, "instance is gone; deleting the NodeClaim");
