@@ -344,21 +344,6 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
     if ws.metadata.deletion_timestamp.is_some() {
         return finalize(ws, &names, ctx, &workspaces).await;
     }
-    if !ws.finalizers().iter().any(|f| f == WORKSPACE_FINALIZER) {
-        // A JSON patch with a test on resourceVersion: a concurrent writer makes it fail and we retry.
-        let patch = json!([
-            {"op": "test", "path": "/metadata/resourceVersion", "value": ws.resource_version()},
-            {"op": "add", "path": "/metadata/finalizers",
-             "value": ws.finalizers().iter().cloned().chain([WORKSPACE_FINALIZER.to_string()]).collect::<Vec<_>>()},
-        ]);
-        let patched = workspaces
-            .patch(&names.name, &PatchParams::default(), &Patch::<()>::Json(json_patch(patch)?))
-            .await
-            .during(|| format!("adding the finalizer to {}/{}", names.namespace, names.name))?;
-        remember_workspace(ctx, patched);
-        // The patch triggers another reconcile with the finalizer in place.
-        return Ok(Action::await_change());
-    }
 
     // --- read -------------------------------------------------------------------------------------------
     // Only this mode makes NodeClaims itself (and reads them for status). The cache is good enough for status;
@@ -416,7 +401,9 @@ async fn reconcile_inner(ws: &Workspace, ctx: &Ctx) -> Result<Action, Error> {
         return Ok(Action::requeue(Duration::from_secs(60)));
     };
 
-    let revision = ensure_revision(ws, &names, ctx, &workspaces).await?;
+    // The finalizer goes on here, before anything billable (a NodeClaim) is created, in the same write as the
+    // revision annotations.
+    let revision = ensure_finalizer_and_revision(ws, &names, ctx, &workspaces).await?;
 
     // --- provision ---------------------------------------------------------------------------------------
     match ctx.config.node_provisioner {
@@ -522,7 +509,7 @@ async fn write_status(
     workspaces: &Api<Workspace>,
     computed: WorkspaceStatus,
 ) -> Result<bool, Error> {
-    if ws.status.as_ref() == Some(&computed) {
+    if !status::worth_writing(ws.status.as_ref(), &computed) {
         return Ok(false);
     }
     ctx.metrics.workspace_state(&names.namespace, &names.name, computed.state);
@@ -557,10 +544,7 @@ async fn announce_transitions(ws: &Workspace, computed: &WorkspaceStatus, ctx: &
         }
         let type_ = if c.status == "True" { EventType::Normal } else { EventType::Warning };
         // "still waiting" is not worth a warning
-        if c.status != "True" && c.reason.ends_with("Pending")
-            || c.reason == "NodeClaimNotReady"
-            || c.reason == "NodeNotReady"
-        {
+        if c.status != "True" && status::is_waiting(&c.reason) {
             continue;
         }
         // Each Event is a write to the apiserver. NodeClaimReady and NodesReady turn True together with
@@ -581,8 +565,9 @@ async fn publish(ctx: &Ctx, ws: &Workspace, type_: EventType, reason: &str, acti
     }
 }
 
-/// Keeps a ControllerRevision per distinct Workspace spec and the revision number on the Workspace.
-async fn ensure_revision(
+/// Adds the finalizer, and keeps a ControllerRevision per distinct Workspace spec and the revision number on the
+/// Workspace; both in one write.
+async fn ensure_finalizer_and_revision(
     ws: &Workspace,
     names: &Names,
     ctx: &Ctx,
@@ -591,7 +576,11 @@ async fn ensure_revision(
     let hash = desired::hash_of(&ws.spec);
     let annotations = ws.annotations();
     let current = annotations.get(ANNOTATION_WORKSPACE_REVISION).and_then(|r| r.parse::<i64>().ok());
+    let has_finalizer = ws.finalizers().iter().any(|f| f == WORKSPACE_FINALIZER);
     if annotations.get(ANNOTATION_WORKSPACE_HASH) == Some(&hash) && current.is_some() {
+        if !has_finalizer {
+            patch_workspace_metadata(ws, names, ctx, workspaces, None).await?;
+        }
         return Ok(current);
     }
     let revisions: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &names.namespace);
@@ -631,15 +620,36 @@ async fn ensure_revision(
             next
         }
     };
-    let patch = json!({"metadata": {"annotations": {
-        ANNOTATION_WORKSPACE_HASH: hash, ANNOTATION_WORKSPACE_REVISION: revision.to_string()
-    }}});
-    let patched = workspaces
-        .patch(&names.name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .during(|| "annotating the Workspace with its revision".into())?;
-    remember_workspace(ctx, patched);
+    let annotations = json!({ANNOTATION_WORKSPACE_HASH: hash, ANNOTATION_WORKSPACE_REVISION: revision.to_string()});
+    patch_workspace_metadata(ws, names, ctx, workspaces, Some(annotations)).await?;
     Ok(Some(revision))
+}
+
+/// One merge patch: `annotations` when given, and the finalizer when it is missing. Adding the finalizer replaces
+/// the whole list, so that patch carries the resourceVersion: a concurrent change makes it fail (and retry)
+/// instead of being overwritten.
+async fn patch_workspace_metadata(
+    ws: &Workspace,
+    names: &Names,
+    ctx: &Ctx,
+    workspaces: &Api<Workspace>,
+    annotations: Option<serde_json::Value>,
+) -> Result<(), Error> {
+    let mut metadata = serde_json::Map::new();
+    if let Some(annotations) = annotations {
+        metadata.insert("annotations".into(), annotations);
+    }
+    if !ws.finalizers().iter().any(|f| f == WORKSPACE_FINALIZER) {
+        let finalizers: Vec<String> = ws.finalizers().iter().cloned().chain([WORKSPACE_FINALIZER.into()]).collect();
+        metadata.insert("finalizers".into(), json!(finalizers));
+        metadata.insert("resourceVersion".into(), json!(ws.resource_version()));
+    }
+    let patched = workspaces
+        .patch(&names.name, &PatchParams::default(), &Patch::Merge(&json!({ "metadata": metadata })))
+        .await
+        .during(|| format!("adding the finalizer and revision to {}/{}", names.namespace, names.name))?;
+    remember_workspace(ctx, patched);
+    Ok(())
 }
 
 /// Creates the NodeClaims the Workspace lacks. `cached` comes from the watch cache, which may not yet show the

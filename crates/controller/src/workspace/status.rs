@@ -290,6 +290,46 @@ pub fn compute(o: &Observed<'_>) -> WorkspaceStatus {
     finish(o, conds, Some(state), worker_nodes)
 }
 
+/// Whether a not-True condition with this reason is only waiting for the next step (a node to boot, a pod to
+/// start), not reporting a problem anyone has to act on.
+pub fn is_waiting(reason: &str) -> bool {
+    reason.ends_with("Pending")
+        || matches!(
+            reason,
+            "NodeClaimNotReady"
+                | "NodeNotReady"
+                | "AwaitingReconciliation"
+                | "NodeNotFound"
+                | "KnownEphemeralTaintsExist"
+        )
+}
+
+/// Whether `new` is worth a status write over `stored` (what the apiserver has).
+///
+/// Each write costs an apiserver write, and a Workspace passes through several waiting states on its way to
+/// Ready (no claim yet, claim launched, node booting, pods starting) whose only difference is which step a
+/// False condition is waiting for. Those are not written on their own: the next real change (a condition
+/// turning True, a problem, any other field) writes the whole status, with every message current.
+pub fn worth_writing(stored: Option<&WorkspaceStatus>, new: &WorkspaceStatus) -> bool {
+    let Some(stored) = stored else { return true };
+    if stored == new {
+        return false;
+    }
+    let (Some(before), Some(after)) = (&stored.conditions, &new.conditions) else { return true };
+    let rest = |s: &WorkspaceStatus| WorkspaceStatus { conditions: None, ..s.clone() };
+    if rest(stored) != rest(new) || before.len() != after.len() {
+        return true;
+    }
+    after.iter().any(|c| {
+        let Some(old) = before.iter().find(|o| o.type_ == c.type_) else { return true };
+        let still_waiting = c.status == "False" && is_waiting(&old.reason) && is_waiting(&c.reason);
+        old.status != c.status
+            || old.observed_generation != c.observed_generation
+            || old.last_transition_time != c.last_transition_time
+            || (old.reason != c.reason || old.message != c.message) && !still_waiting
+    })
+}
+
 /// Turns computed conditions into a status, keeping transition times of conditions whose status did not
 /// change, and recording when each phase first completed.
 fn finish(
@@ -527,6 +567,38 @@ mod tests {
         let phases = status.phases.unwrap();
         assert_eq!(phases.len(), 3);
         assert!(phases.iter().all(|p| p.seconds_since_creation == 60));
+    }
+
+    #[test]
+    fn waiting_for_the_next_step_is_not_written_but_progress_and_problems_are() {
+        let claim_with = |reason: &str| {
+            claim(
+                "ws1",
+                serde_json::json!([{"type": "Initialized", "status": "Unknown", "reason": reason, "message": reason,
+                                    "lastTransitionTime": "2027-01-15T08:00:00Z"}]),
+            )
+        };
+        let none: [NodeClaim; 0] = [];
+        let first = compute(&observed(&none, &[], None, &[]));
+        let step = |claims: &[NodeClaim], nodes: &[Node], previous: &WorkspaceStatus| {
+            let mut o = observed(claims, nodes, None, &[]);
+            o.previous = Some(previous);
+            o.now = time(200);
+            compute(&o)
+        };
+        assert!(worth_writing(None, &first));
+        assert!(!worth_writing(Some(&first), &first.clone()));
+        // No claim yet -> the claim's node is booting: still waiting, not written.
+        let booting = step(&[claim_with("NodeNotReady")], &[], &first);
+        assert_ne!(booting, first);
+        assert!(!worth_writing(Some(&first), &booting));
+        // A node turning Ready is a condition turning True: written.
+        let nodes = [node("n1", true, "1")];
+        assert!(worth_writing(Some(&first), &step(&[claim_with("NodeNotReady")], &nodes, &first)));
+        // A problem is written.
+        let problem = step(&[claim_with("ResourceNotRegistered")], &[], &first);
+        assert!(worth_writing(Some(&first), &problem));
+        assert_eq!(condition(&problem, cond::RESOURCE_READY).reason, "ResourceNotRegistered");
     }
 
     #[test]
