@@ -13,6 +13,7 @@
 pub mod crd;
 pub mod karpenter;
 pub mod labels;
+pub mod latest;
 pub mod schema;
 pub mod v1alpha1;
 pub mod v1beta1;

@@ -27,6 +27,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kaito_api::karpenter::{NodeClaim, NodeClaimStatus, NodeClassReference, conditions as types, labels as klabels};
+use kaito_api::latest::Latest;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -146,50 +147,11 @@ struct Ctx<P> {
     nodes: Store<Node>,
     options: ControllerOptions,
     metrics: Arc<Metrics>,
-    written: Written,
-}
-
-/// The status this process last wrote for each claim, with the resourceVersion that write produced.
-///
-/// Reconciles read claims from the watch cache, which lags behind our own status writes (by seconds when the
-/// apiserver is busy). Comparing a fresh status with a stale cached one rewrote the same status, and moved
-/// `lastTransitionTime`s, on every pass in between; the copy kept here stands in until the cache catches up.
-#[derive(Default)]
-struct Written(std::sync::Mutex<std::collections::HashMap<String, (u64, NodeClaimStatus)>>);
-
-impl Written {
-    /// The status last written for `claim`, when the cached `claim` predates that write.
-    ///
-    /// resourceVersions are opaque by contract but etcd revisions in practice; one that does not parse as a
-    /// number makes the cache the source of truth again.
-    fn newer_than(&self, claim: &NodeClaim) -> Option<NodeClaimStatus> {
-        let key = claim_key(claim);
-        let mut written = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (version, status) = written.get(&key)?;
-        match claim.resource_version().and_then(|v| v.parse::<u64>().ok()) {
-            Some(cached) if cached < *version => Some(status.clone()),
-            _ => {
-                written.remove(&key);
-                None
-            }
-        }
-    }
-
-    /// Remembers a status written to the apiserver; `result` is the claim the write returned.
-    fn record(&self, result: &NodeClaim, status: NodeClaimStatus) {
-        let Some(version) = result.resource_version().and_then(|v| v.parse::<u64>().ok()) else { return };
-        let mut written = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        written.insert(claim_key(result), (version, status));
-    }
-
-    /// Forgets a claim (it is gone).
-    fn forget(&self, claim: &NodeClaim) {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&claim_key(claim));
-    }
-}
-
-fn claim_key(claim: &NodeClaim) -> String {
-    claim.uid().unwrap_or_else(|| claim.name_any())
+    /// Claims and Nodes as our own writes returned them: the watch caches lag behind those writes (by seconds
+    /// when the apiserver is busy), and a pass working from the older copy would redo them (the same status
+    /// again with new transition times, a registration patch that fails on its stale resourceVersion).
+    written_claims: Latest<NodeClaim>,
+    written_nodes: Latest<Node>,
 }
 
 /// Runs the NodeClaim controller (and the instance garbage collector) until `shutdown` resolves.
@@ -242,7 +204,15 @@ pub async fn run<P: CloudProvider>(
         .gc_interval
         .map(|every| tokio::spawn(garbage_collect(claims.clone(), provider.clone(), every, stop_rx.clone())));
 
-    let ctx = Arc::new(Ctx { client, provider, nodes, options, metrics, written: Written::default() });
+    let ctx = Arc::new(Ctx {
+        client,
+        provider,
+        nodes,
+        options,
+        metrics,
+        written_claims: Latest::default(),
+        written_nodes: Latest::default(),
+    });
     info!(provider = ctx.provider.name(), "NodeClaim controller starting");
     controller
         .watches_stream(node_events, mapper)
@@ -313,11 +283,13 @@ async fn reconcile_claim<P: CloudProvider>(claim: &NodeClaim, ctx: &Ctx<P>) -> R
     }
     let name = claim.name_any();
     let claims: Api<NodeClaim> = Api::all(ctx.client.clone());
+    let written = ctx.written_claims.fresher_than(claim);
+    let claim: &NodeClaim = written.as_deref().unwrap_or(claim);
     if claim.meta().deletion_timestamp.is_some() {
         return terminate(claim, &claims, ctx).await;
     }
     if !claim.finalizers().iter().any(|f| f == TERMINATION_FINALIZER) {
-        add_finalizer(&claims, claim).await?;
+        ctx.written_claims.record(add_finalizer(&claims, claim).await?);
     }
 
     // Nodes come from the watch cache; before its first list everything would look unregistered.
@@ -330,12 +302,8 @@ async fn reconcile_claim<P: CloudProvider>(claim: &NodeClaim, ctx: &Ctx<P>) -> R
     // `create` again and compute the claim's labels and status from outdated data (the label apply left out
     // labels the previous pass had applied, so SSA removed them and a Ready claim lost its instance labels),
     // so the launch decision is made on the claim as the API server has it now.
-    let mut cached = claim.clone();
-    if let Some(written) = ctx.written.newer_than(claim) {
-        cached.status = Some(written);
-    }
     let live;
-    let claim = if cached.status.as_ref().and_then(|s| s.provider_id.as_ref()).is_none() {
+    let claim = if claim.status.as_ref().and_then(|s| s.provider_id.as_ref()).is_none() {
         match claims.get_opt(&name).await.map_err(kube_err(format!("reading NodeClaim {name}")))? {
             Some(current) if current.meta().deletion_timestamp.is_none() => {
                 live = current;
@@ -345,7 +313,7 @@ async fn reconcile_claim<P: CloudProvider>(claim: &NodeClaim, ctx: &Ctx<P>) -> R
             _ => return Ok(Action::requeue(Duration::from_secs(1))),
         }
     } else {
-        &cached
+        claim
     };
 
     let mut status = claim.status.clone().unwrap_or_default();
@@ -361,7 +329,7 @@ async fn reconcile_claim<P: CloudProvider>(claim: &NodeClaim, ctx: &Ctx<P>) -> R
             .state()
             .into_iter()
             .filter(|n| n.spec.as_ref().and_then(|s| s.provider_id.as_ref()) == Some(id))
-            .map(|n| (*n).clone())
+            .map(|n| ctx.written_nodes.fresher_than(&n).map_or_else(|| (*n).clone(), |w| (*w).clone()))
             .collect(),
         None => Vec::new(),
     };
@@ -371,10 +339,13 @@ async fn reconcile_claim<P: CloudProvider>(claim: &NodeClaim, ctx: &Ctx<P>) -> R
     let known_node = launched_node
         .or_else(|| claim.condition_is_true(types::REGISTERED).then(|| status.node_name.clone()).flatten());
     if let (Some(node_name), Some(id), true) = (&known_node, &status.provider_id, nodes.is_empty()) {
-        let node = Api::<Node>::all(ctx.client.clone())
-            .get_opt(node_name)
-            .await
-            .map_err(kube_err(format!("reading Node {node_name}")))?;
+        let node = match ctx.written_nodes.fresher(None, node_name, None) {
+            Some(written) => Some((*written).clone()),
+            None => Api::<Node>::all(ctx.client.clone())
+                .get_opt(node_name)
+                .await
+                .map_err(kube_err(format!("reading Node {node_name}")))?,
+        };
         nodes.extend(node.filter(|n| n.spec.as_ref().and_then(|s| s.provider_id.as_ref()) == Some(id)));
     }
     if let (Launch::Launched, Some(id), true) = (&launch, &status.provider_id, nodes.is_empty())
@@ -416,14 +387,13 @@ async fn reconcile_claim<P: CloudProvider>(claim: &NodeClaim, ctx: &Ctx<P>) -> R
     if let ([node], true) = (nodes.as_slice(), desired[2].status == "True")
         && node.labels().get(INITIALIZED_LABEL).map(String::as_str) != Some("true")
     {
-        label_node(ctx, node, INITIALIZED_LABEL).await?;
+        ctx.written_nodes.record(label_node(ctx, node, INITIALIZED_LABEL).await?);
     }
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let existing = claim.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     status.conditions = conditions::merge(existing, &desired, claim.metadata.generation, &now);
     if conditions::worth_writing(claim.status.as_ref(), &status) {
-        let written = apply_status(&claims, &name, &status).await?;
-        ctx.written.record(&written, status);
+        ctx.written_claims.record(apply_status(&claims, &name, &status).await?);
     }
 
     Ok(match launch {
@@ -537,7 +507,10 @@ async fn register<P: CloudProvider>(ctx: &Ctx<P>, claim: &NodeClaim, node: &Node
             info!(nodeclaim = %claim.name_any(), node = %node_name, "registering node");
         }
         match nodes.patch(&node_name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(patched) => return Ok(patched),
+            Ok(patched) => {
+                ctx.written_nodes.record(patched.clone());
+                return Ok(patched);
+            }
             Err(kube::Error::Api(s)) if s.code == 409 && attempt < 2 => {
                 current = nodes.get(&node_name).await.map_err(kube_err(format!("reading Node {node_name}")))?;
             }
@@ -574,14 +547,13 @@ pub fn registration_patch(claim: &NodeClaim, node: &Node) -> Option<serde_json::
     }))
 }
 
-async fn label_node<P: CloudProvider>(ctx: &Ctx<P>, node: &Node, label: &str) -> Result<(), Error> {
+async fn label_node<P: CloudProvider>(ctx: &Ctx<P>, node: &Node, label: &str) -> Result<Node, Error> {
     let node_name = node.name_any();
     let patch = json!({"metadata": {"labels": {label: "true"}}});
     Api::<Node>::all(ctx.client.clone())
         .patch(&node_name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(kube_err(format!("labelling Node {node_name}")))?;
-    Ok(())
+        .map_err(kube_err(format!("labelling Node {node_name}")))
 }
 
 async fn apply_status(claims: &Api<NodeClaim>, name: &str, status: &NodeClaimStatus) -> Result<NodeClaim, Error> {
@@ -598,7 +570,7 @@ async fn apply_status(claims: &Api<NodeClaim>, name: &str, status: &NodeClaimSta
         .map_err(kube_err(format!("writing the status of NodeClaim {name}")))
 }
 
-async fn add_finalizer(claims: &Api<NodeClaim>, claim: &NodeClaim) -> Result<(), Error> {
+async fn add_finalizer(claims: &Api<NodeClaim>, claim: &NodeClaim) -> Result<NodeClaim, Error> {
     let name = claim.name_any();
     let mut finalizers = claim.finalizers().to_vec();
     finalizers.push(TERMINATION_FINALIZER.to_string());
@@ -613,10 +585,9 @@ async fn set_finalizers(
     claims: &Api<NodeClaim>,
     claim: &NodeClaim,
     finalizers: Vec<String>,
-) -> Result<(), kube::Error> {
+) -> Result<NodeClaim, kube::Error> {
     let patch = json!({"metadata": {"resourceVersion": claim.resource_version(), "finalizers": finalizers}});
-    claims.patch(&claim.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    Ok(())
+    claims.patch(&claim.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await
 }
 
 async fn terminate<P: CloudProvider>(
@@ -636,14 +607,14 @@ async fn terminate<P: CloudProvider>(
         Err(e) if e.is_not_found() => {
             let rest = claim.finalizers().iter().filter(|f| *f != TERMINATION_FINALIZER).cloned().collect();
             match set_finalizers(claims, claim, rest).await {
-                Ok(()) => {}
+                Ok(_) => {}
                 // Already gone: another pass (or a previous life of this process) finished the job.
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(source) => {
                     return Err(Error::Kube { context: format!("removing the finalizer of NodeClaim {name}"), source });
                 }
             }
-            ctx.written.forget(claim);
+            ctx.written_claims.forget(None, &name);
             info!(nodeclaim = %name, "instance deleted; finalizer removed");
             ctx.metrics.deleted.inc();
             Ok(Action::await_change())
@@ -836,25 +807,6 @@ mod tests {
         let first = instance_labels_to_apply(&claim, &instance);
         assert!(first.contains_key("node.kubernetes.io/instance-type"));
         assert!(!first.contains_key("kaito.sh/workspace") && !first.contains_key("kubernetes.io/hostname"));
-    }
-
-    #[test]
-    fn the_written_status_stands_in_until_the_cache_catches_up() {
-        let claim = |rv: &str, provider_id: Option<&str>| {
-            let mut c = NodeClaim::new("ws1", Default::default());
-            c.metadata.uid = Some("u1".into());
-            c.metadata.resource_version = Some(rv.into());
-            c.status = Some(NodeClaimStatus { provider_id: provider_id.map(str::to_string), ..Default::default() });
-            c
-        };
-        let written = Written::default();
-        let ours = NodeClaimStatus { provider_id: Some("kwok://ws1".into()), ..Default::default() };
-        written.record(&claim("12", Some("kwok://ws1")), ours.clone());
-        assert_eq!(written.newer_than(&claim("10", None)), Some(ours.clone()), "the cache predates the write");
-        assert_eq!(written.newer_than(&claim("12", Some("kwok://ws1"))), None, "caught up");
-        assert_eq!(written.newer_than(&claim("10", None)), None, "forgotten once caught up");
-        written.record(&claim("12", Some("kwok://ws1")), ours);
-        assert_eq!(written.newer_than(&claim("not-a-number", None)), None, "unparsable: trust the cache");
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! What the reconciler reads without asking the apiserver: reflector caches of Nodes, NodeClaims, pods,
-//! StatefulSets and Services, fed by the same watches that trigger reconciles, and [`Latest`], the objects as our
-//! own writes returned them, for the seconds until the watches deliver those writes.
+//! StatefulSets and Services, fed by the same watches that trigger reconciles.
 //!
 //! Objects are slimmed before they are stored ([`slim_node`] and friends): a cache holds a copy of every watched
 //! object for the controller's lifetime, and most of each object (managedFields, pod specs, node images) is never
@@ -11,8 +10,6 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -263,70 +260,6 @@ pub fn workspace_fingerprint(ws: &Workspace) -> u64 {
     hash_of(&(meta.generation, &meta.finalizers, meta.deletion_timestamp.is_some(), &meta.labels, &meta.annotations))
 }
 
-/// Objects as this controller's own writes returned them, kept until the watch cache has caught up.
-///
-/// The watches deliver our writes seconds late when the apiserver is busy. A reconcile in between would read
-/// the older cached copy and redo the write (the same status again, with a second Event for the same
-/// transition; the same StatefulSet apply). [`Latest::fresher`] hands out the written copy while the cache is
-/// behind it. resourceVersions are opaque by contract but etcd revisions in practice; one that does not parse
-/// as a number, or an entry older than [`Latest::TTL`] (the write's watch event was lost, or the object was
-/// deleted before the cache saw it), makes the cache the source of truth again.
-pub struct Latest<K> {
-    written: Mutex<HashMap<String, Written<K>>>,
-}
-
-/// resourceVersion, when it was written, the object.
-type Written<K> = (u64, Instant, Arc<K>);
-
-impl<K> Default for Latest<K> {
-    fn default() -> Self {
-        Latest { written: Mutex::new(HashMap::new()) }
-    }
-}
-
-impl<K: Resource> Latest<K> {
-    /// How long a written copy may stand in for the cache.
-    pub const TTL: Duration = Duration::from_secs(30);
-
-    fn key(namespace: Option<&str>, name: &str) -> String {
-        format!("{}/{name}", namespace.unwrap_or_default())
-    }
-
-    /// Remembers what a write returned.
-    pub fn record(&self, written: K) {
-        let meta = written.meta();
-        let Some(version) = meta.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok()) else { return };
-        let key = Self::key(meta.namespace.as_deref(), meta.name.as_deref().unwrap_or_default());
-        self.written
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, (version, Instant::now(), Arc::new(written)));
-    }
-
-    /// The written copy of `namespace/name` when `cached` (the watch cache's copy, if any) is older than it.
-    pub fn fresher(&self, namespace: Option<&str>, name: &str, cached: Option<&K>) -> Option<Arc<K>> {
-        let key = Self::key(namespace, name);
-        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
-        let (version, at, object) = written.get(&key)?;
-        let cached_version = cached.map(|c| c.meta().resource_version.as_deref().and_then(|v| v.parse::<u64>().ok()));
-        let behind = match cached_version {
-            None => true,
-            Some(Some(cached)) => cached < *version,
-            Some(None) => false,
-        };
-        if behind && at.elapsed() < Self::TTL {
-            return Some(object.clone());
-        }
-        written.remove(&key);
-        None
-    }
-
-    /// Forgets `namespace/name` (it is gone).
-    pub fn forget(&self, namespace: Option<&str>, name: &str) {
-        self.written.lock().unwrap_or_else(PoisonError::into_inner).remove(&Self::key(namespace, name));
-    }
-}
-
 /// The objects of a watch whose fingerprint changed, plus every deleted object.
 ///
 /// Unlike kube's `predicate_filter`, deletions always pass: a deleted node changes nothing in its fingerprint
@@ -450,31 +383,6 @@ mod tests {
             .collect()
             .await;
         assert_eq!(passed, ["1", "3", "5", "6"]);
-    }
-
-    #[test]
-    fn a_written_copy_stands_in_until_the_cache_has_it() {
-        let sts = |rv: &str| StatefulSet {
-            metadata: ObjectMeta {
-                name: Some("ws".into()),
-                namespace: Some("ns".into()),
-                resource_version: Some(rv.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let latest = Latest::<StatefulSet>::default();
-        assert!(latest.fresher(Some("ns"), "ws", None).is_none(), "nothing written");
-        latest.record(sts("20"));
-        let got = |cached: Option<&StatefulSet>| {
-            latest.fresher(Some("ns"), "ws", cached).and_then(|s| s.metadata.resource_version.clone())
-        };
-        assert_eq!(got(None).as_deref(), Some("20"), "not in the cache yet");
-        assert_eq!(got(Some(&sts("19"))).as_deref(), Some("20"), "the cache is behind");
-        assert_eq!(got(Some(&sts("20"))), None, "caught up");
-        assert_eq!(got(None), None, "forgotten once the cache had it");
-        latest.record(sts("20"));
-        assert_eq!(got(Some(&sts("x"))), None, "an unparsable version: trust the cache");
     }
 
     #[test]

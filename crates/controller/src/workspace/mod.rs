@@ -26,6 +26,7 @@ use kaito_api::labels::{
     LABEL_KARPENTER_WORKSPACE_NAMESPACE, LABEL_WORKSPACE, LABEL_WORKSPACE_NAME, LABEL_WORKSPACE_NAMESPACE,
     WORKSPACE_FINALIZER,
 };
+use kaito_api::latest::Latest;
 use kaito_api::v1beta1::{Workspace, WorkspaceStatus};
 use kaito_api::validation::{ValidationContext, configured_max_model_len, validate_workspace_create};
 use kube::api::{
@@ -39,7 +40,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use self::cache::{Caches, Latest};
+use self::cache::Caches;
 use self::desired::{ANNOTATION_DESIRED_HASH, Names};
 use self::resolve::{Resolved, Workload};
 use crate::config::{Config, NodeProvisioner};
