@@ -1,8 +1,9 @@
 //! The `kwok` backend: a simulated cloud whose instances are Node objects that kwok keeps Ready.
 //!
 //! `create` writes a Node named after the claim, annotated `kwok.x-k8s.io/node: fake` (the annotation the
-//! local control plane's kwok manages), with `spec.providerID: kwok://<name>`, the claim's labels and taints,
-//! NVIDIA GPU Feature Discovery labels and `nvidia.com/gpu` capacity from the GPU SKU catalog. Nodes accept
+//! local control plane's kwok manages), with `spec.providerID: kwok://<name>`, the claim's labels and taints
+//! (already in the form registration gives a Node: `karpenter.sh/registered=true`, no `karpenter.sh/unregistered`
+//! taint), NVIDIA GPU Feature Discovery labels and `nvidia.com/gpu` capacity from the GPU SKU catalog. Nodes accept
 //! `status` on create, so capacity is there from the start; kwok then adds the Ready condition and keeps it.
 //!
 //! Failure injection, for tests of the unhappy paths:
@@ -14,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, NodeSpec, NodeStatus, NodeSystemInfo, Taint};
+use k8s_openapi::api::core::v1::{Node, NodeSpec, NodeStatus, NodeSystemInfo};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kaito_api::karpenter::{NodeClaim, NodeClaimStatus, labels as klabels};
 use kaito_core::sku::{self, Cloud, GpuConfig, GpuVendor};
@@ -35,8 +36,6 @@ pub const KWOK_NODE_ANNOTATION: &str = "kwok.x-k8s.io/node";
 pub const PROVIDER_ID_PREFIX: &str = "kwok://";
 /// `status.imageID` of simulated instances.
 pub const IMAGE_ID: &str = "kwok-simulated-ubuntu-2204-gpu";
-/// Taint Karpenter puts on nodes until the NodeClaim controller registers them.
-pub const UNREGISTERED_TAINT_EFFECT: &str = "NoExecute";
 /// Label KAITO's gpu-provisioner puts on nodes: `gpu` for N-series (GPU) VM sizes, else `cpu`.
 pub const MACHINE_TYPE_LABEL: &str = "kaito.sh/machine-type";
 /// GPU Feature Discovery label saying the node has an NVIDIA GPU.
@@ -266,15 +265,14 @@ pub fn build_node(claim: &NodeClaim, instance_type: &str, gpu: &GpuConfig) -> Re
         }
     }
 
+    // A real instance joins with Karpenter's `karpenter.sh/unregistered` taint, and registration syncs the claim's
+    // labels and taints onto it, then removes the taint. The simulated one is created with the claim's labels and
+    // taints already, so it joins in its registered form: registration finds nothing to patch. Each early Node
+    // write also costs kwok a second pass over the Node before it turns Ready (its initialize stage re-runs on
+    // every update it sees before then), and kwok's few workers are the slowest step when hundreds of Nodes join.
+    labels.insert(crate::controller::REGISTERED_LABEL.to_string(), "true".to_string());
     let mut taints = claim.spec.taints.clone();
     taints.extend(claim.spec.startup_taints.iter().cloned());
-    // Karpenter launches nodes with this taint so nothing schedules before the claim is registered; the
-    // controller removes it at registration.
-    taints.push(Taint {
-        key: klabels::UNREGISTERED_TAINT.to_string(),
-        effect: UNREGISTERED_TAINT_EFFECT.to_string(),
-        ..Taint::default()
-    });
 
     Ok(Node {
         metadata: ObjectMeta {
@@ -368,8 +366,16 @@ fn is_label_value(value: &str) -> bool {
 pub fn node_to_claim(node: &Node) -> Result<NodeClaim, CloudError> {
     let claim_name = node.labels().get(NODECLAIM_LABEL).cloned().unwrap_or_else(|| node.name_any());
     let mut labels = node.labels().clone();
-    // Bookkeeping labels of the simulation are not instance facts worth copying onto the claim.
-    for internal in ["kubernetes.io/hostname", NODECLAIM_LABEL, KWOK_NODE_ANNOTATION, "type"] {
+    // Bookkeeping labels of the simulation, and the lifecycle labels Karpenter keeps on Nodes only, are not
+    // instance facts worth copying onto the claim.
+    for internal in [
+        "kubernetes.io/hostname",
+        NODECLAIM_LABEL,
+        KWOK_NODE_ANNOTATION,
+        "type",
+        crate::controller::REGISTERED_LABEL,
+        crate::controller::INITIALIZED_LABEL,
+    ] {
         labels.remove(internal);
     }
     let status = node.status.clone().unwrap_or_default();
@@ -391,6 +397,7 @@ pub fn node_to_claim(node: &Node) -> Result<NodeClaim, CloudError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Taint;
     use kaito_api::karpenter::{
         NodeClaimResources, NodeClaimSpec, NodeClassReference, NodeSelectorRequirementWithMinValues,
     };
