@@ -142,8 +142,8 @@ struct PoolingConfig {
 pub struct LocalOptions {
     /// Maximum number of texts per forward pass.
     pub batch_size: usize,
-    /// Maximum number of (padded) tokens per forward pass; 0 picks per back-end (512 for ONNX
-    /// Runtime, 1,024 for candle: the throughput knee of each at the least memory).
+    /// Maximum number of (padded) tokens per forward pass (a longer text runs alone); 0 picks per
+    /// back-end (256 for ONNX Runtime, 1,024 for candle: the least memory at full throughput).
     pub batch_tokens: usize,
     /// Runtime executing the encoder.
     pub backend: Backend,
@@ -270,10 +270,11 @@ impl LocalEmbedder {
         let device = Device::Cpu;
         let encoder = Self::load_encoder(model_id, dir, &config, &options, &device)?;
         if options.batch_tokens == 0 {
-            // Measured on 2 cores with MiniLM (docs/benchmarks-rag.md): ONNX Runtime runs as fast
-            // at 512 tokens as at 1,024 with 50 MB less peak memory; candle loses 17 % at 512.
+            // Measured on 2 cores with MiniLM (docs/benchmarks-rag.md): ONNX Runtime spends the
+            // same CPU per token at 256, 512 and 1,024 tokens, and its activation arena peaks 25 MB
+            // lower at 256 than at 512 (75 MB lower than at 1,024); candle loses 17 % at 512.
             options.batch_tokens = match encoder {
-                Encoder::Onnx(_) => 512,
+                Encoder::Onnx(_) => 256,
                 Encoder::Candle(_) => 1024,
             };
         }

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::bm25::Bm25;
 use crate::chunk::Span;
-use crate::vector::{FlatIndex, TopK, VectorIndex, dot};
+use crate::vector::{FlatIndex, TopK, VectorIndex};
 
 /// Errors from decoding stored documents.
 #[derive(Debug, thiserror::Error)]
@@ -315,8 +315,8 @@ impl Index {
         for &slot in &entry.slots {
             let info = self.slots[slot as usize].as_ref()?;
             spans.push(info.span);
-            match self.vectors.get(slot) {
-                Some(v) => vectors.extend_from_slice(v),
+            match self.vectors.vector(slot) {
+                Some(v) => vectors.extend_from_slice(&v),
                 None => vectors.extend(std::iter::repeat_n(0.0, self.dim)),
             }
         }
@@ -440,7 +440,7 @@ impl Index {
         let mut scored: Vec<(u32, f32, f32, f32, Source)> = seen
             .into_iter()
             .map(|(slot, in_dense)| {
-                let d = self.vectors.get(slot).map(|v| dot(qvec, v)).unwrap_or(0.0);
+                let d = self.vectors.score(slot, qvec).unwrap_or(0.0);
                 let s = if max_sparse > 0.0 { sparse.get(slot) / max_sparse } else { 0.0 };
                 let source = match (in_dense, s > 0.0) {
                     (true, true) => Source::Both,

@@ -93,7 +93,10 @@ impl std::fmt::Debug for Store {
     }
 }
 
-const STORE_CACHE_BYTES: usize = 16 << 20;
+/// Enough for the B-tree's branch pages at tens of thousands of documents; the leaf pages are
+/// read once at start-up and written once per change, so caching them only adds resident memory
+/// (16 MB held 17 MB after loading 7,000 documents, and nothing got faster).
+const STORE_CACHE_BYTES: usize = 4 << 20;
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`.
