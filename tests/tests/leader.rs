@@ -73,7 +73,12 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() -> anyhow::Result
         Ok((!claims.list(&ListParams::default().labels(&selector)).await?.items.is_empty()).then_some(()))
     })
     .await?;
-    anyhow::ensure!(reconciled(&a_metrics), "the leader has not reconciled");
+    // The counter is bumped when a reconcile returns, and the first reconcile creates the NodeClaims before it
+    // writes the status and returns: the claims can be visible a moment before the count.
+    eventually("the leader's reconcile counted", Duration::from_secs(10), || async {
+        Ok(reconciled(&a_metrics).then_some(()))
+    })
+    .await?;
     anyhow::ensure!(!reconciled(&b_metrics), "the standby reconciled while not leading");
 
     // Kill the leader: no clean release of the Lease, as when its process dies.
@@ -93,7 +98,10 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() -> anyhow::Result
         Ok(ws.condition(cond::WORKSPACE_SUCCEEDED).is_some_and(|c| c.status == "True").then_some(ws))
     })
     .await?;
-    anyhow::ensure!(reconciled(&b_metrics), "the new leader has not reconciled");
+    eventually("the new leader's reconcile counted", Duration::from_secs(10), || async {
+        Ok(reconciled(&b_metrics).then_some(()))
+    })
+    .await?;
     let target = ready.status.and_then(|s| s.target_node_count).unwrap_or(0) as usize;
     let count = claims.list(&ListParams::default().labels(&selector)).await?.items.len();
     anyhow::ensure!(target > 1 && count == target, "{count} NodeClaims for targetNodeCount {target}");
