@@ -30,11 +30,7 @@ fn main() -> anyhow::Result<()> {
     }
     let embedder = LocalEmbedder::load("bench", std::path::Path::new(&args[1]), opts)?;
     let batch_tokens = embedder.batch_tokens();
-    let chunker = Chunker::new(
-        Sizer::Tokens(std::sync::Arc::new(embedder.sizing_tokenizer())),
-        embedder.max_seq_length() - 2,
-        32,
-    )?;
+    let chunker = Chunker::new(Sizer::Tokens(embedder.sizing_tokenizer()), embedder.max_seq_length() - 2, 32)?;
     let started = Instant::now();
     let mut chunks: Vec<String> = Vec::new();
     let mut n = 0usize;

@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
     let a: Vec<String> = std::env::args().collect();
     anyhow::ensure!(a.len() == 5, "usage: search_bench MODEL_DIR CORPUS QUERIES SECONDS_8");
     let model = Arc::new(LocalEmbedder::load("bench", std::path::Path::new(&a[1]), LocalOptions::default())?);
-    let chunker = Chunker::new(Sizer::Tokens(Arc::new(model.sizing_tokenizer())), model.max_seq_length() - 2, 32)?;
+    let chunker = Chunker::new(Sizer::Tokens(model.sizing_tokenizer()), model.max_seq_length() - 2, 32)?;
     let dim = model.dim();
     let mut index = Index::new(dim);
     let mut seed = 0x2545_F491_4F6C_DD1Du64;

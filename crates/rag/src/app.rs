@@ -75,7 +75,7 @@ pub async fn load_embedder(cfg: &Config) -> Result<Embedder, StartError> {
 /// Builds the chunker matching `embedder`.
 pub fn chunker_for(embedder: &Embedder, overlap: usize) -> Result<Chunker, StartError> {
     let sizer = match embedder {
-        Embedder::Local(e) => Sizer::Tokens(Arc::new(e.sizing_tokenizer())),
+        Embedder::Local(e) => Sizer::Tokens(e.sizing_tokenizer()),
         Embedder::Remote(_) => Sizer::Approx,
     };
     Ok(Chunker::new(sizer, embedder.chunk_tokens(), overlap)?)

@@ -173,7 +173,7 @@ pub struct LocalEmbedder {
     model_id: String,
     encoder: Encoder,
     tokenizer: Tokenizer,
-    counter: Tokenizer,
+    counter: Arc<Tokenizer>,
     device: Device,
     /// Serialises bulk forward passes: they already use every core, and running two at once
     /// only doubles the memory of their intermediate tensors.
@@ -266,7 +266,7 @@ impl LocalEmbedder {
         };
 
         let tokenizer = Self::load_tokenizer(&dir.join("tokenizer.json"), Some(max_seq_length))?;
-        let counter = Self::load_tokenizer(&dir.join("tokenizer.json"), None)?;
+        let counter = Arc::new(Self::load_tokenizer(&dir.join("tokenizer.json"), None)?);
         let device = Device::Cpu;
         let encoder = Self::load_encoder(model_id, dir, &config, &options, &device)?;
         if options.batch_tokens == 0 {
@@ -393,9 +393,10 @@ impl LocalEmbedder {
         self.pooling
     }
 
-    /// The model's tokenizer with padding and truncation disabled (for sizing chunks).
-    pub fn sizing_tokenizer(&self) -> Tokenizer {
-        self.counter.clone()
+    /// The model's tokenizer with padding and truncation disabled (for sizing chunks). Shared, not
+    /// copied: a BERT tokenizer holds about 5 MB.
+    pub fn sizing_tokenizer(&self) -> Arc<Tokenizer> {
+        Arc::clone(&self.counter)
     }
 
     /// Number of tokens of `text` without special tokens and without truncation.
