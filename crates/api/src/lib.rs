@@ -15,6 +15,7 @@ pub mod karpenter;
 pub mod labels;
 pub mod latest;
 pub mod schema;
+pub mod status_writes;
 pub mod v1alpha1;
 pub mod v1beta1;
 pub mod validation;

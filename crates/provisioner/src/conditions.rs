@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{Node, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kaito_api::karpenter::{NodeClaim, NodeClaimStatus, conditions as types, labels as klabels};
+use kaito_api::status_writes::conditions_changed;
 
 /// Reason of an `Unknown` condition nobody has evaluated yet.
 pub const AWAITING_RECONCILIATION: &str = "AwaitingReconciliation";
@@ -239,19 +240,9 @@ pub fn worth_writing(stored: Option<&NodeClaimStatus>, new: &NodeClaimStatus) ->
         && stored.image_id == new.image_id
         && stored.node_name == new.node_name
         && stored.capacity == new.capacity
-        && stored.allocatable == new.allocatable
-        && stored.conditions.len() == new.conditions.len();
-    if !same_facts {
-        return true;
-    }
-    new.conditions.iter().any(|c| {
-        let Some(old) = stored.conditions.iter().find(|o| o.type_ == c.type_) else { return true };
-        let transient = |reason: &str| TRANSIENT_REASONS.contains(&reason);
-        old.status != c.status
-            || old.observed_generation != c.observed_generation
-            || old.last_transition_time != c.last_transition_time
-            || (old.reason != c.reason || old.message != c.message) && !(transient(&old.reason) && transient(&c.reason))
-    })
+        && stored.allocatable == new.allocatable;
+    !same_facts
+        || conditions_changed(&stored.conditions, &new.conditions, |c| TRANSIENT_REASONS.contains(&c.reason.as_str()))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kaito_api::karpenter::{self, NodeClaim};
 use kaito_api::labels::conditions as cond;
+use kaito_api::status_writes::conditions_changed;
 use kaito_api::v1beta1::{PhaseTiming, SizingPlan, WorkspaceState, WorkspaceStatus};
 
 /// Everything status is computed from.
@@ -317,17 +318,7 @@ pub fn worth_writing(stored: Option<&WorkspaceStatus>, new: &WorkspaceStatus) ->
     }
     let (Some(before), Some(after)) = (&stored.conditions, &new.conditions) else { return true };
     let rest = |s: &WorkspaceStatus| WorkspaceStatus { conditions: None, ..s.clone() };
-    if rest(stored) != rest(new) || before.len() != after.len() {
-        return true;
-    }
-    after.iter().any(|c| {
-        let Some(old) = before.iter().find(|o| o.type_ == c.type_) else { return true };
-        let still_waiting = c.status == "False" && is_waiting(&old.reason) && is_waiting(&c.reason);
-        old.status != c.status
-            || old.observed_generation != c.observed_generation
-            || old.last_transition_time != c.last_transition_time
-            || (old.reason != c.reason || old.message != c.message) && !still_waiting
-    })
+    rest(stored) != rest(new) || conditions_changed(before, after, |c| c.status == "False" && is_waiting(&c.reason))
 }
 
 /// Turns computed conditions into a status, keeping transition times of conditions whose status did not
