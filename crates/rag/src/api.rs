@@ -122,7 +122,9 @@ impl From<EngineError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             EngineError::Store(crate::store::StoreError::NotSnapshot(_)) => StatusCode::UNPROCESSABLE_ENTITY,
-            EngineError::Store(_) | EngineError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EngineError::Store(_) | EngineError::TextRead { .. } | EngineError::Task(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         let mut detail = e.to_string();
         let mut src = std::error::Error::source(&e);
@@ -421,7 +423,7 @@ async fn list_documents(
     let max_text_length = int_param(&q, "max_text_length", 1000, 1, i64::MAX)? as usize;
     let filter = metadata_filter_param(&q)?;
     let (docs, total) =
-        state.engine.list_documents(&index_name, offset, limit, Some(max_text_length), filter.as_ref())?;
+        state.engine.list_documents(&index_name, offset, limit, Some(max_text_length), filter.as_ref()).await?;
     let count = docs.len();
     Ok(Json(json!({
         "documents": docs.into_iter().map(DocumentOut::from).collect::<Vec<_>>(),

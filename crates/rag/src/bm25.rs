@@ -98,7 +98,8 @@ pub struct Bm25 {
     term_ids: HashMap<String, u32>,
     postings: Vec<Vec<Posting>>,
     /// Whether each slot holds a chunk. The chunk's terms are not kept per slot: removal
-    /// re-analyses the chunk's text, which the index still has (saves 4 bytes per posting).
+    /// re-analyses the chunk's text, which the caller gets from memory or the durable store
+    /// (saves 4 bytes per posting).
     present: Vec<bool>,
     slot_len: Vec<u32>,
     total_len: u64,
@@ -159,6 +160,32 @@ impl Bm25 {
         self.total_len -= u64::from(self.slot_len[s]);
         self.slot_len[s] = 0;
         self.live = self.live.saturating_sub(1);
+    }
+
+    /// Removes the chunks in `slots` without their texts, by scanning every posting list once:
+    /// tens of milliseconds at 10,000 documents, for when the texts cannot be had.
+    pub fn remove_without_text(&mut self, slots: &[u32]) {
+        let mut gone = vec![false; self.present.len()];
+        let mut any = false;
+        for &slot in slots {
+            let s = slot as usize;
+            if self.present.get(s).copied().unwrap_or(false) {
+                gone[s] = true;
+                any = true;
+            }
+        }
+        if !any {
+            return;
+        }
+        for list in &mut self.postings {
+            list.retain(|p| !gone.get({ p.slot } as usize).copied().unwrap_or(false));
+        }
+        for (s, _) in gone.iter().enumerate().filter(|(_, g)| **g) {
+            self.present[s] = false;
+            self.total_len -= u64::from(self.slot_len[s]);
+            self.slot_len[s] = 0;
+            self.live = self.live.saturating_sub(1);
+        }
     }
 
     /// Scores every chunk holding a term of `query` among the slots `accept` allows.
@@ -237,6 +264,26 @@ mod tests {
         let hits = idx.search("bananas", |_| true);
         assert_eq!(hits.touched.len(), 2);
         assert_eq!(idx.len(), 3);
+    }
+
+    #[test]
+    fn removing_without_text_matches_removing_with_it() {
+        let texts = ["alpha beta beta gamma", "beta delta", "", "gamma gamma epsilon alpha"];
+        let (mut by_text, mut by_scan) = (Bm25::default(), Bm25::default());
+        for (slot, t) in texts.iter().enumerate() {
+            by_text.insert(slot as u32, t);
+            by_scan.insert(slot as u32, t);
+        }
+        by_text.remove(0, texts[0]);
+        by_text.remove(3, texts[3]);
+        by_scan.remove_without_text(&[0, 3, 3, 99]);
+        assert_eq!((by_scan.len(), by_scan.total_len), (by_text.len(), by_text.total_len));
+        for q in ["alpha", "beta", "gamma", "delta epsilon"] {
+            let (a, b) = (by_text.search(q, |_| true), by_scan.search(q, |_| true));
+            assert_eq!(a.touched, b.touched, "{q}");
+            assert_eq!(a.max, b.max, "{q}");
+        }
+        assert_eq!(by_scan.postings.iter().map(Vec::len).sum::<usize>(), 2);
     }
 
     #[test]

@@ -4,6 +4,13 @@
 //! Writes are prepared (chunked and embedded) without any lock, then committed under one
 //! writer lock: the durable store commits first, the in-memory index is updated second, and
 //! only then does the caller get its answer. Readers never wait for embedding.
+//!
+//! With a store the in-memory indexes keep no document texts ([`TextMode::External`]): reads
+//! take chunk ranges from the index and the texts from the store afterwards, outside the index
+//! lock, in one read transaction per request. The store commits before the index changes, so
+//! a text read after a search can belong to a newer version of its document (or be gone); the
+//! index's fingerprint of the text tells, and such a result is searched or listed again rather
+//! than shown with the wrong text.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
@@ -14,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::chunk::{ChunkError, Chunker};
 use crate::embed::{EmbedError, Embedder};
-use crate::index::{DocRecord, Fusion, Hit, Index, Query};
+use crate::index::{DocRecord, Fusion, Hit, Index, Match, Query, TextMode, text_fingerprint};
 use crate::store::{self, Op, Store, StoreError};
 
 /// Errors from engine operations.
@@ -44,6 +51,15 @@ pub enum EngineError {
     /// The durable store failed; the change was not applied.
     #[error("storage failed: {0}")]
     Store(#[from] StoreError),
+    /// Document texts could not be read from the durable store.
+    #[error("cannot read document texts of index '{index}' from the data directory")]
+    TextRead {
+        /// Index name.
+        index: String,
+        /// Cause.
+        #[source]
+        source: StoreError,
+    },
     /// A worker thread failed.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -107,12 +123,16 @@ pub struct Engine {
 /// A retrieval waiting for the search thread.
 struct SearchJob {
     index: Arc<RwLock<Index>>,
-    vector: Vec<f32>,
+    vector: Arc<[f32]>,
     text: String,
     k: usize,
     filter: Option<Map<String, Value>>,
-    done: tokio::sync::oneshot::Sender<Result<Vec<Hit>, EngineError>>,
+    done: tokio::sync::oneshot::Sender<Result<Vec<Match>, EngineError>>,
 }
+
+/// How many times a listing is taken again when a document changed under it (see
+/// [`Engine::list_documents`]).
+const LIST_ATTEMPTS: usize = 4;
 
 const MAX_SEARCH_BATCH: usize = 64;
 
@@ -188,6 +208,50 @@ fn task_err(e: tokio::task::JoinError) -> EngineError {
     EngineError::Task(e.to_string())
 }
 
+/// Reads the texts of `ids` of index `name` in one transaction (blocking I/O).
+fn read_texts<S: AsRef<str>>(store: Option<&Store>, name: &str, ids: &[S]) -> Result<Vec<Option<String>>, EngineError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(store) = store else {
+        return Err(EngineError::Task(format!(
+            "index '{name}' keeps no texts and there is no store to read them from"
+        )));
+    };
+    store.texts(name, ids).map_err(|source| EngineError::TextRead { index: name.to_owned(), source })
+}
+
+/// Turns matches into hits, best first as they came. Texts the index kept are used as they
+/// are; the others are read from the store in one transaction. A match whose document was
+/// deleted or replaced since the search (no stored text, or one with another fingerprint) is
+/// dropped, never shown with another version's text; the second value counts them.
+fn resolve_matches(store: Option<&Store>, name: &str, matches: Vec<Match>) -> Result<(Vec<Hit>, usize), EngineError> {
+    let mut ids: Vec<Arc<str>> = Vec::new();
+    let mut at: HashMap<Arc<str>, usize> = HashMap::new();
+    for m in matches.iter().filter(|m| m.doc_text.is_none()) {
+        at.entry(Arc::clone(&m.doc_id)).or_insert_with(|| {
+            ids.push(Arc::clone(&m.doc_id));
+            ids.len() - 1
+        });
+    }
+    let texts = read_texts(store, name, &ids)?;
+    let mut stale = 0;
+    let mut hits = Vec::with_capacity(matches.len());
+    for m in matches {
+        let hit = if m.doc_text.is_some() {
+            m.resolve_in_memory()
+        } else {
+            let text = at.get(&m.doc_id).and_then(|&n| texts.get(n)).and_then(Option::as_deref);
+            text.and_then(|t| m.resolve(t))
+        };
+        match hit {
+            Some(h) => hits.push(h),
+            None => stale += 1,
+        }
+    }
+    Ok((hits, stale))
+}
+
 impl Engine {
     /// Creates an engine; with a store, loads what it holds.
     pub fn new(
@@ -200,7 +264,8 @@ impl Engine {
         let mut loading: HashMap<String, Index> = HashMap::new();
         if let Some(store) = &store {
             store.visit(|name, rec| {
-                let index = loading.entry(name.to_owned()).or_insert_with(|| Index::new(dim));
+                let index =
+                    loading.entry(name.to_owned()).or_insert_with(|| Index::with_text_mode(dim, TextMode::External));
                 if let Some(rec) = rec {
                     index.insert(rec);
                 }
@@ -232,6 +297,35 @@ impl Engine {
     /// True when writes are durable.
     pub fn is_durable(&self) -> bool {
         self.store.is_some()
+    }
+
+    /// Where indexes keep texts: the store has them all, so with one memory keeps none.
+    fn text_mode(&self) -> TextMode {
+        if self.store.is_some() { TextMode::External } else { TextMode::InMemory }
+    }
+
+    fn new_index(&self) -> Index {
+        Index::with_text_mode(self.embedder.dim(), self.text_mode())
+    }
+
+    /// [`read_texts`] off the async threads.
+    async fn stored_texts(&self, name: &str, ids: Vec<Arc<str>>) -> Result<Vec<Option<String>>, EngineError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (store, name) = (self.store.clone(), name.to_owned());
+        tokio::task::spawn_blocking(move || read_texts(store.as_deref(), &name, &ids)).await.map_err(task_err)?
+    }
+
+    /// [`resolve_matches`] off the async threads when it reads the store.
+    async fn resolve(&self, name: &str, matches: Vec<Match>) -> Result<(Vec<Hit>, usize), EngineError> {
+        if matches.iter().all(|m| m.doc_text.is_some()) {
+            return resolve_matches(None, name, matches);
+        }
+        let (store, name) = (self.store.clone(), name.to_owned());
+        tokio::task::spawn_blocking(move || resolve_matches(store.as_deref(), &name, matches))
+            .await
+            .map_err(task_err)?
     }
 
     fn index(&self, name: &str) -> Result<Arc<RwLock<Index>>, EngineError> {
@@ -324,9 +418,7 @@ impl Engine {
 
     fn get_or_create(&self, name: &str) -> Result<Arc<RwLock<Index>>, EngineError> {
         let mut map = self.indexes.write().map_err(|_| EngineError::Task("index map lock poisoned".into()))?;
-        Ok(Arc::clone(
-            map.entry(name.to_owned()).or_insert_with(|| Arc::new(RwLock::new(Index::new(self.embedder.dim())))),
-        ))
+        Ok(Arc::clone(map.entry(name.to_owned()).or_insert_with(|| Arc::new(RwLock::new(self.new_index())))))
     }
 
     /// Indexes documents into `name` (created if new). Documents whose id is already present are
@@ -392,7 +484,7 @@ impl Engine {
     }
 
     /// Lists documents of `name` in insertion order.
-    pub fn list_documents(
+    pub async fn list_documents(
         &self,
         name: &str,
         offset: usize,
@@ -401,15 +493,37 @@ impl Engine {
         filter: Option<&Map<String, Value>>,
     ) -> Result<(Vec<DocView>, usize), EngineError> {
         let idx = self.index(name)?;
-        let (page, total) = Self::read(&idx, |i| i.list(offset, limit, filter))?;
-        let docs = page
-            .into_iter()
-            .map(|(id, entry)| {
-                let (text, is_truncated) = truncate_chars(&entry.text, max_text_length);
-                DocView { doc_id: id.to_string(), text, metadata: (*entry.metadata).clone(), is_truncated }
-            })
-            .collect();
-        Ok((docs, total))
+        let mut attempt = 1;
+        loop {
+            let (page, total) = Self::read(&idx, |i| i.list(offset, limit, filter))?;
+            let ids: Vec<Arc<str>> =
+                page.iter().filter(|(_, e)| e.text().is_none()).map(|(id, _)| Arc::clone(id)).collect();
+            let mut stored = self.stored_texts(name, ids).await?.into_iter();
+            let mut docs = Vec::with_capacity(page.len());
+            let mut changed = false;
+            for (id, entry) in page {
+                let (text, is_truncated) = match entry.text() {
+                    Some(t) => truncate_chars(t, max_text_length),
+                    None => match stored.next().flatten().filter(|t| text_fingerprint(t) == entry.fingerprint()) {
+                        Some(t) => truncate_chars(&t, max_text_length),
+                        None => {
+                            changed = true;
+                            continue;
+                        }
+                    },
+                };
+                docs.push(DocView { doc_id: id.to_string(), text, metadata: (*entry.metadata).clone(), is_truncated });
+            }
+            // A document deleted or replaced between listing and reading its text: list again
+            // (the write that raced reaches the index right after its commit), so the page and
+            // total_items describe one state. Should writes keep racing, the last attempt leaves
+            // the changed documents out rather than show another version's text.
+            if !changed || attempt == LIST_ATTEMPTS {
+                return Ok((docs, total));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(attempt as u64)).await;
+            attempt += 1;
+        }
     }
 
     /// Updates documents by id.
@@ -417,25 +531,53 @@ impl Engine {
         let idx = self.index(name)?;
         let mut outcome = UpdateOutcome::default();
         let mut todo = Vec::new();
-        Self::read(&idx, |i| {
-            for d in docs {
-                let id = d.doc_id.clone().unwrap_or_default();
-                let view = DocView {
-                    doc_id: id.clone(),
-                    text: d.text.clone(),
-                    metadata: d.metadata.clone(),
-                    is_truncated: false,
-                };
-                match i.get(&id) {
-                    None => outcome.not_found.push(view),
-                    Some(e) if *e.text == *d.text && *e.metadata == d.metadata => outcome.unchanged.push(view),
-                    Some(_) => {
-                        todo.push((id, d.text, d.metadata));
-                        outcome.updated.push(view);
-                    }
-                }
-            }
+        /// What the index holds for a document of the request.
+        enum Prior {
+            Missing,
+            Changed,
+            /// Same metadata and text fingerprint; the text itself when the index keeps it.
+            Alike(Option<Arc<str>>),
+        }
+        let fingerprints: Vec<u64> = docs.iter().map(|d| text_fingerprint(&d.text)).collect();
+        let priors: Vec<Prior> = Self::read(&idx, |i| {
+            docs.iter()
+                .zip(&fingerprints)
+                .map(|(d, &fp)| match i.get(d.doc_id.as_deref().unwrap_or_default()) {
+                    None => Prior::Missing,
+                    Some(e) if e.fingerprint() == fp && *e.metadata == d.metadata => Prior::Alike(e.text().cloned()),
+                    Some(_) => Prior::Changed,
+                })
+                .collect()
         })?;
+        // Equal fingerprints are checked against the text itself, read from the store if needed.
+        let to_read: Vec<Arc<str>> = docs
+            .iter()
+            .zip(&priors)
+            .filter(|(_, p)| matches!(p, Prior::Alike(None)))
+            .map(|(d, _)| Arc::from(d.doc_id.as_deref().unwrap_or_default()))
+            .collect();
+        let mut stored = self.stored_texts(name, to_read).await?.into_iter();
+        for (d, prior) in docs.into_iter().zip(priors) {
+            let id = d.doc_id.clone().unwrap_or_default();
+            let view =
+                DocView { doc_id: id.clone(), text: d.text.clone(), metadata: d.metadata.clone(), is_truncated: false };
+            let unchanged = match prior {
+                Prior::Missing => {
+                    outcome.not_found.push(view);
+                    continue;
+                }
+                Prior::Changed => false,
+                Prior::Alike(Some(text)) => *text == *d.text,
+                // Deleted since: treated as changed, and reported as not found below.
+                Prior::Alike(None) => stored.next().flatten().is_some_and(|t| t == d.text),
+            };
+            if unchanged {
+                outcome.unchanged.push(view);
+            } else {
+                todo.push((id, d.text, d.metadata));
+                outcome.updated.push(view);
+            }
+        }
         if todo.is_empty() {
             return Ok(outcome);
         }
@@ -458,11 +600,15 @@ impl Engine {
                 outcome.not_found.push(v);
             }
         }
+        // The replaced texts, for the keyword index to forget; read under the writer lock, so they
+        // are the indexed ones.
+        let old_texts = self.replaced_texts(&idx, name, records.iter().map(|r| r.doc_id.as_str())).await?;
         let ops = records.into_iter().map(|r| Op::Put(name.to_owned(), r)).collect();
         let ops = self.commit(ops).await?;
         Self::write(&idx, |i| {
             for op in ops {
                 if let Op::Put(_, rec) = op {
+                    i.remove_with_text(&rec.doc_id, old_texts.get(rec.doc_id.as_str()).map(String::as_str));
                     i.insert(rec);
                 }
             }
@@ -489,14 +635,32 @@ impl Engine {
                 }
             }
         })?;
+        let old_texts = self.replaced_texts(&idx, name, deleted.iter().map(String::as_str)).await?;
         let ops = deleted.iter().map(|id| Op::Delete(name.to_owned(), id.clone())).collect();
         self.commit(ops).await?;
         Self::write(&idx, |i| {
             for id in &deleted {
-                i.remove(id);
+                i.remove_with_text(id, old_texts.get(id.as_str()).map(String::as_str));
             }
         })?;
         Ok((deleted, missing))
+    }
+
+    /// The stored texts of documents about to be replaced or deleted, when the index does not
+    /// keep them: removing a chunk from the keyword index needs its text. Call under the
+    /// writer lock, before committing. Empty when the index keeps its texts.
+    async fn replaced_texts(
+        &self,
+        idx: &RwLock<Index>,
+        name: &str,
+        ids: impl Iterator<Item = &str>,
+    ) -> Result<HashMap<String, String>, EngineError> {
+        if Self::read(idx, Index::text_mode)? == TextMode::InMemory {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<Arc<str>> = ids.map(Arc::from).collect();
+        let texts = self.stored_texts(name, ids.clone()).await?;
+        Ok(ids.iter().zip(texts).filter_map(|(id, t)| Some((id.to_string(), t?))).collect())
     }
 
     /// Deletes an index.
@@ -518,14 +682,37 @@ impl Engine {
         k: usize,
         filter: Option<Map<String, Value>>,
     ) -> Result<Vec<Hit>, EngineError> {
-        let index = self.index(name)?;
+        let mut index = self.index(name)?;
         // Concurrent queries are embedded together and searched together (see search_worker).
-        let vector = self.embedder.embed_query(query.to_owned()).await?;
-        let (done, answer) = tokio::sync::oneshot::channel();
-        let job = SearchJob { index, vector, text: query.to_owned(), k, filter, done };
-        let stopped = || EngineError::Task("search thread stopped".into());
-        self.searches.send(job).map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let vector: Arc<[f32]> = self.embedder.embed_query(query.to_owned()).await?.into();
+        let mut retried = false;
+        loop {
+            let (done, answer) = tokio::sync::oneshot::channel();
+            let job = SearchJob {
+                index,
+                vector: Arc::clone(&vector),
+                text: query.to_owned(),
+                k,
+                filter: filter.clone(),
+                done,
+            };
+            let stopped = || EngineError::Task("search thread stopped".into());
+            self.searches.send(job).map_err(|_| stopped())?;
+            let matches = answer.await.map_err(|_| stopped())??;
+            let (hits, stale) = self.resolve(name, matches).await?;
+            // A document deleted or replaced between the search and reading its text loses its
+            // matches (resolve_matches). Searching once more (the write that raced reaches the
+            // index right after its commit) fills the answer up again; should another write race
+            // that search too, the answer has fewer chunks rather than another version's text.
+            if stale == 0 || retried {
+                return Ok(hits);
+            }
+            retried = true;
+            index = match self.index(name) {
+                Ok(i) => i,
+                Err(_) => return Ok(hits),
+            };
+        }
     }
 
     /// Resolves the directory of /persist and /load: `path` if given, else
@@ -551,14 +738,35 @@ impl Engine {
 
     /// Writes a snapshot of `name` to `dir`.
     pub async fn persist(&self, name: &str, dir: PathBuf) -> Result<(), EngineError> {
+        // With a store the texts come from it, and no write may come between reading them and
+        // the index's ranges: hold the writer lock while the records are gathered (without a
+        // store the index alone is read), not while the snapshot is written.
+        let writing = match &self.store {
+            Some(_) => Some(self.writer.lock().await),
+            None => None,
+        };
         let idx = self.index(name)?;
-        tokio::task::spawn_blocking(move || {
-            let records: Vec<DocRecord> = Self::read(&idx, |i| i.doc_ids().filter_map(|id| i.record(id)).collect())?;
-            store::write_snapshot(&dir, records.iter())?;
-            Ok(())
+        let (store, name) = (self.store.clone(), name.to_owned());
+        let records = tokio::task::spawn_blocking(move || {
+            let (ids, external) =
+                Self::read(&idx, |i| (i.doc_ids().cloned().collect::<Vec<_>>(), i.text_mode() == TextMode::External))?;
+            let texts = if external { read_texts(store.as_deref(), &name, &ids)? } else { Vec::new() };
+            let mut texts = texts.into_iter();
+            Self::read(&idx, |i| {
+                ids.iter()
+                    .map(|id| {
+                        i.record(id, texts.next().flatten()).ok_or_else(|| {
+                            EngineError::Task(format!("document {id} of index '{name}' is not stored as indexed"))
+                        })
+                    })
+                    .collect::<Result<Vec<DocRecord>, _>>()
+            })?
         })
         .await
-        .map_err(task_err)?
+        .map_err(task_err)??;
+        drop(writing);
+        tokio::task::spawn_blocking(move || store::write_snapshot(&dir, records.iter())).await.map_err(task_err)??;
+        Ok(())
     }
 
     /// Loads a snapshot from `dir` into index `name`.
@@ -580,7 +788,7 @@ impl Engine {
         let mut ops = vec![Op::DropIndex(name.to_owned()), Op::CreateIndex(name.to_owned())];
         ops.extend(records.into_iter().map(|r| Op::Put(name.to_owned(), r)));
         let ops = self.commit(ops).await?;
-        let mut index = Index::new(dim);
+        let mut index = self.new_index();
         for op in ops {
             if let Op::Put(_, rec) = op {
                 index.insert(rec);
@@ -590,5 +798,113 @@ impl Engine {
             m.insert(name.to_owned(), Arc::new(RwLock::new(index)));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::Span;
+
+    fn rec(id: &str, text: &str, cut: u32, v: [f32; 4], topic: &str) -> DocRecord {
+        DocRecord {
+            doc_id: id.into(),
+            text: text.into(),
+            metadata: serde_json::json!({"topic": topic}).as_object().cloned().unwrap_or_default(),
+            seq: 0,
+            spans: vec![Span { start: 0, end: cut, tokens: 2 }, Span { start: cut, end: text.len() as u32, tokens: 3 }],
+            vectors: v.to_vec(),
+        }
+    }
+
+    fn corpus() -> Vec<DocRecord> {
+        vec![
+            rec("a", "kubelet pods. nodes run pods", 13, [1.0, 0.0, 0.6, 0.8], "k8s"),
+            rec("b", "bananas are yellow. fruit bowl", 19, [0.0, 1.0, 0.8, 0.6], "food"),
+            rec("c", "gpu nodes. kübelet on gpu nodes", 10, [0.7, 0.7, 0.0, 1.0], "k8s"),
+        ]
+    }
+
+    /// The same corpus in a memory-only index, and in a store with an index keeping no texts.
+    fn both_modes() -> (Index, Index, Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(dir.path()).expect("open");
+        let mut ops = vec![Op::CreateIndex("i".into())];
+        ops.extend(corpus().into_iter().map(|r| Op::Put("i".into(), r)));
+        store.apply(&ops).expect("apply");
+        let (mut mem, mut ext) = (Index::new(2), Index::with_text_mode(2, TextMode::External));
+        for r in corpus() {
+            mem.insert(r.clone());
+            ext.insert(r);
+        }
+        (mem, ext, store, dir)
+    }
+
+    fn search(i: &Index, q: &str, v: [f32; 2], filter: Option<&Map<String, Value>>) -> Vec<Match> {
+        i.search(&v, q, 10, filter, Fusion::default())
+    }
+
+    /// Everything the API shows of a hit, plus its token count.
+    fn shown(hits: &[Hit]) -> Vec<Value> {
+        hits.iter().map(|h| serde_json::json!([crate::api::hit_json(h), h.tokens])).collect()
+    }
+
+    #[test]
+    fn memory_and_store_resolve_to_the_same_hits() {
+        let (mem, ext, store, _dir) = both_modes();
+        let k8s = serde_json::json!({"topic": "k8s"}).as_object().cloned();
+        for (q, v, f) in [
+            ("kubelet pods", [1.0, 0.0], None),
+            ("yellow fruit", [0.0, 1.0], None),
+            ("gpu nodes", [0.6, 0.8], k8s.as_ref()),
+            ("nothing matches this", [0.5, 0.5], None),
+        ] {
+            let (from_mem, stale_mem) = resolve_matches(None, "i", search(&mem, q, v, f)).expect("memory");
+            let (from_store, stale_store) = resolve_matches(Some(&store), "i", search(&ext, q, v, f)).expect("store");
+            assert_eq!((stale_mem, stale_store), (0, 0));
+            assert!(!from_mem.is_empty(), "{q}");
+            assert_eq!(shown(&from_mem), shown(&from_store), "{q}");
+        }
+        // No store is needed when every text is kept, and none is read for no match.
+        assert!(resolve_matches(None, "i", Vec::new()).expect("empty").0.is_empty());
+        assert!(matches!(resolve_matches(None, "i", search(&ext, "gpu", [0.6, 0.8], None)), Err(EngineError::Task(_))));
+    }
+
+    #[test]
+    fn documents_changed_after_the_search_are_dropped_not_misquoted() {
+        let (_, ext, store, _dir) = both_modes();
+        let matches = search(&ext, "kubelet gpu nodes pods", [0.7, 0.7], None);
+        let before: Vec<Arc<str>> = matches.iter().map(|m| Arc::clone(&m.doc_id)).collect();
+        assert!(before.iter().any(|d| &**d == "a") && before.iter().any(|d| &**d == "c"));
+        // `a` replaced (same length, so its ranges would still cut) and `c` deleted in the store,
+        // the index not yet updated: what a concurrent write looks like between its commit and
+        // its index update.
+        store
+            .apply(&[
+                Op::Put("i".into(), rec("a", "KUBELET PODS. NODES RUN PODS", 13, [1.0, 0.0, 0.6, 0.8], "k8s")),
+                Op::Delete("i".into(), "c".into()),
+            ])
+            .expect("apply");
+        let (hits, stale) = resolve_matches(Some(&store), "i", matches.clone()).expect("resolve");
+        let gone = before.iter().filter(|d| &***d == "a" || &***d == "c").count();
+        assert_eq!(stale, gone);
+        assert_eq!(hits.len(), matches.len() - gone);
+        assert!(hits.iter().all(|h| &*h.doc_id == "b" && corpus()[1].text.contains(&h.text)));
+    }
+
+    #[test]
+    fn unreadable_store_is_a_500_naming_the_index() {
+        let (_, ext, store, _dir) = both_modes();
+        store.put_raw("i", "a", b"\x05\0\0\0{oops").expect("corrupt");
+        let err = resolve_matches(Some(&store), "i", search(&ext, "kubelet", [1.0, 0.0], None)).expect_err("corrupt");
+        assert!(matches!(err, EngineError::TextRead { .. }), "{err:?}");
+        let api = crate::api::ApiError::from(err);
+        assert_eq!(api.status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            api.detail.starts_with("cannot read document texts of index 'i' from the data directory: "),
+            "{}",
+            api.detail
+        );
+        assert!(api.detail.contains("corrupt"), "{}", api.detail);
     }
 }

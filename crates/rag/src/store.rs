@@ -3,7 +3,8 @@
 //! * [`Store`]: an embedded transactional database (redb) under the data directory. Every
 //!   acknowledged write is one transaction committed with `Durability::Immediate` (fsync)
 //!   before the HTTP reply, so it survives `kill -9` and power loss. Chunks and their vectors
-//!   are stored with each document, so start-up does not re-embed anything.
+//!   are stored with each document, so start-up does not re-embed anything. The in-memory
+//!   index keeps no texts when there is a store: [`Store::texts`] reads them back on demand.
 //! * Snapshots for the upstream `/persist` and `/load` API: one file per index directory,
 //!   written to a temporary file, fsynced and renamed into place.
 
@@ -160,6 +161,34 @@ impl Store {
         Ok(())
     }
 
+    /// The texts of documents `ids` of index `name`, in one read transaction (so they are one
+    /// committed state); `None` for a document that is not stored.
+    pub fn texts<S: AsRef<str>>(&self, name: &str, ids: &[S]) -> Result<Vec<Option<String>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let docs = txn.open_table(DOCS).map_err(db_err)?;
+        ids.iter()
+            .map(|id| {
+                let Some(v) = docs.get((name, id.as_ref())).map_err(db_err)? else {
+                    return Ok(None);
+                };
+                DocRecord::decode_text(v.value())
+                    .map(Some)
+                    .map_err(|source| StoreError::Corrupt { path: self.path.clone(), source })
+            })
+            .collect()
+    }
+
+    /// Stores `bytes` as the record of `doc_id`, bypassing the encoder: lets tests corrupt it.
+    #[cfg(test)]
+    pub(crate) fn put_raw(&self, name: &str, doc_id: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        txn.open_table(DOCS).map_err(db_err)?.insert((name, doc_id), bytes).map_err(db_err)?;
+        txn.commit().map_err(db_err)
+    }
+
     /// Reads every index and document.
     pub fn load_all(&self) -> Result<Vec<StoredIndex>, StoreError> {
         let mut out: Vec<StoredIndex> = Vec::new();
@@ -287,6 +316,22 @@ mod tests {
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].name, "a");
         assert_eq!(all[0].docs, vec![rec("2")]);
+    }
+
+    #[test]
+    fn texts_are_read_back_in_order() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        let mut other = rec("2");
+        other.text = "another text, \"quoted\" and ünïcode".into();
+        s.apply(&[Op::CreateIndex("a".into()), Op::Put("a".into(), rec("1")), Op::Put("a".into(), other.clone())])
+            .expect("apply");
+        let got = s.texts("a", &["2", "missing", "1"]).expect("texts");
+        assert_eq!(got, vec![Some(other.text), None, Some("hello world".to_owned())]);
+        assert_eq!(s.texts("b", &["1"]).expect("texts"), vec![None]);
+        assert!(s.texts::<&str>("a", &[]).expect("texts").is_empty());
+        s.put_raw("a", "1", b"\x05\0\0\0{bad").expect("raw");
+        assert!(matches!(s.texts("a", &["1"]), Err(StoreError::Corrupt { .. })));
     }
 
     #[test]
