@@ -4,7 +4,9 @@
     python hack/export-onnx.py SRC_MODEL_DIR OUT_DIR
 
 OUT_DIR gets `model.onnx` (inputs input_ids, attention_mask, token_type_ids of shape
-[batch, sequence]; output last_hidden_state [batch, sequence, hidden]) and symbolic links to
+[batch, sequence]; output last_hidden_state [batch, sequence, hidden]), `model_quantized.onnx`
+(the same graph with int8 weights, per output channel, range reduced to 7 bits so AVX2's
+u8 x s8 multiply-add cannot saturate; kaito-rag embeds queries with it) and symbolic links to
 every other file of SRC_MODEL_DIR (config, tokenizer, pooling), so it is a complete model
 directory for RAG_MODEL_DIR. Pooling and normalisation stay in kaito-rag, as for candle.
 
@@ -15,6 +17,7 @@ import os
 import sys
 
 import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
 from transformers import AutoModel
 
 
@@ -55,6 +58,9 @@ def main():
                 "last_hidden_state": axes,
             },
         )
+    quantized = os.path.join(out, "model_quantized.onnx.tmp")
+    quantize_dynamic(tmp, quantized, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+    os.replace(quantized, os.path.join(out, "model_quantized.onnx"))
     os.replace(tmp, os.path.join(out, "model.onnx"))
     for name in os.listdir(src):
         link = os.path.join(out, name)

@@ -18,7 +18,7 @@ if [[ "${BENCH_SKIP_ST:-0}" != 1 && ! -x "$VENV/bin/python" ]]; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "sentence-transformers==6.2.0" torch >&2
 fi
 PY="$VENV/bin/python"; [[ -x "$PY" ]] || PY=python3
-cargo build --release -p kaito-rag --bin kaito-rag --example embed_bench >&2
+cargo build --release -p kaito-rag --bin kaito-rag --example embed_bench --example retrieve_load >&2
 CORPUS="$CACHE/rag-bench-corpus"
 DOCS="${BENCH_DOCS:-10000}"
 [[ -f "$CORPUS/corpus.jsonl" ]] || python3 bench/rag/gen_corpus.py "$CORPUS" --docs "$DOCS" >&2
@@ -33,5 +33,6 @@ ARGS=()
 [[ "${BENCH_SKIP_ST:-0}" == 1 ]] && ARGS+=(--skip-st)
 "$PY" bench/rag/run_bench.py --bin "$CARGO_TARGET_DIR/release/kaito-rag" \
   --embed-bench "$CARGO_TARGET_DIR/release/examples/embed_bench" \
+  --load-bin "$CARGO_TARGET_DIR/release/examples/retrieve_load" \
   --model-dir "$MODEL_DIR" --corpus-dir "$CORPUS" --docs "$DOCS" \
   --out "${BENCH_OUT:-bench/rag/results.json}" "${ARGS[@]}"

@@ -50,6 +50,7 @@ pub async fn load_embedder(cfg: &Config) -> Result<Embedder, StartError> {
                 backend: cfg.embed_backend,
                 onnxruntime_lib: cfg.onnxruntime_lib.clone(),
                 threads: cfg.embed_threads,
+                query_encoder: cfg.query_encoder.clone(),
             };
             tracing::info!(model = %model_id, dir = %dir.display(), "loading embedding model");
             let e = tokio::task::spawn_blocking(move || LocalEmbedder::load(&model_id, &dir, opts))

@@ -76,6 +76,11 @@ pub struct Config {
     /// Threads per forward pass of the ONNX Runtime encoder (0: one per core).
     #[arg(long, env = "RAG_EMBED_THREADS", default_value_t = 0)]
     pub embed_threads: usize,
+    /// Encoder for queries: `auto` (an int8 ONNX export in the model directory, such as
+    /// `onnx/model_qint8_avx2.onnx` or `model_quantized.onnx`, when there is one), `same` (the
+    /// document model), or the path of an ONNX file. Documents always use the full model.
+    #[arg(long, env = "RAG_QUERY_ENCODER", default_value = "auto")]
+    pub query_encoder: crate::embed::QueryEncoder,
     /// Tokens of overlap between consecutive chunks.
     #[arg(long, env = "RAG_CHUNK_OVERLAP_TOKENS", default_value_t = 32)]
     pub chunk_overlap_tokens: usize,

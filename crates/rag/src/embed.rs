@@ -151,11 +151,61 @@ pub struct LocalOptions {
     pub onnxruntime_lib: Option<PathBuf>,
     /// Threads per forward pass for ONNX Runtime (0: one per core).
     pub threads: usize,
+    /// Encoder for queries.
+    pub query_encoder: QueryEncoder,
+}
+
+/// Which encoder embeds queries (documents always use the full-precision model).
+///
+/// A query is a dozen tokens, so its cost is the model's weights, not its activations: on two
+/// AVX2 cores MiniLM needs 5.6 ms of CPU per query in `f32` and 2.2 ms with int8 weights. The
+/// quantized query vectors keep a cosine of about 0.993 to the full-precision ones, and the
+/// ranking quality is measured by the benchmark's hit@5 (docs/benchmarks-rag.md).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum QueryEncoder {
+    /// A quantized ONNX export found in the model directory (see [`quantized_model_file`]) when
+    /// documents run on ONNX Runtime; otherwise the document encoder.
+    #[default]
+    Auto,
+    /// The document encoder.
+    Same,
+    /// This ONNX file (an error if it cannot be loaded).
+    File(PathBuf),
+}
+
+impl std::str::FromStr for QueryEncoder {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim() {
+            "" | "auto" => Self::Auto,
+            "same" => Self::Same,
+            path => Self::File(PathBuf::from(path)),
+        })
+    }
+}
+
+/// File names of int8 ONNX exports, as Hugging Face repositories publish them (optimum's
+/// `model_qint8_avx2.onnx` family, transformers.js's `model_quantized.onnx`), in the model
+/// directory or its `onnx/` folder.
+pub fn quantized_model_file(dir: &Path) -> Option<PathBuf> {
+    let isa_specific = if cfg!(target_arch = "aarch64") { "model_qint8_arm64.onnx" } else { "model_qint8_avx2.onnx" };
+    [isa_specific, "model_quantized.onnx"]
+        .into_iter()
+        .flat_map(|name| [dir.join(name), dir.join("onnx").join(name)])
+        .find(|p| p.is_file())
 }
 
 impl Default for LocalOptions {
     fn default() -> Self {
-        Self { batch_size: 32, batch_tokens: 0, backend: Backend::Auto, onnxruntime_lib: None, threads: 0 }
+        Self {
+            batch_size: 32,
+            batch_tokens: 0,
+            backend: Backend::Auto,
+            onnxruntime_lib: None,
+            threads: 0,
+            query_encoder: QueryEncoder::Auto,
+        }
     }
 }
 
@@ -172,6 +222,8 @@ pub struct LocalEmbedder {
     queries: std::sync::OnceLock<std::sync::mpsc::Sender<QueryJob>>,
     model_id: String,
     encoder: Encoder,
+    /// A cheaper encoder for queries, when one is configured or found ([`QueryEncoder`]).
+    query_encoder: Option<Encoder>,
     tokenizer: Tokenizer,
     counter: Arc<Tokenizer>,
     device: Device,
@@ -269,6 +321,7 @@ impl LocalEmbedder {
         let counter = Arc::new(Self::load_tokenizer(&dir.join("tokenizer.json"), None)?);
         let device = Device::Cpu;
         let encoder = Self::load_encoder(model_id, dir, &config, &options, &device)?;
+        let query_encoder = Self::load_query_encoder(dir, &encoder, &options)?;
         if options.batch_tokens == 0 {
             // Measured on 2 cores with MiniLM (docs/benchmarks-rag.md): ONNX Runtime spends the
             // same CPU per token at 256, 512 and 1,024 tokens, and its activation arena peaks 25 MB
@@ -282,6 +335,7 @@ impl LocalEmbedder {
             queries: std::sync::OnceLock::new(),
             model_id: model_id.to_owned(),
             encoder,
+            query_encoder,
             tokenizer,
             counter,
             device,
@@ -330,7 +384,10 @@ impl LocalEmbedder {
             }
         };
         if let (true, Some(model), Some(library)) = (use_onnx, &onnx_model, &library) {
-            match crate::onnx::OnnxEncoder::load(model, library, options.threads) {
+            // Pre-packed GEMM weights are a second copy of the weights (about 25 MB for MiniLM in
+            // f32); measured on 2 cores, MLAS packs per call at no visible cost for document
+            // batches of hundreds of tokens.
+            match crate::onnx::OnnxEncoder::load(model, library, options.threads, false) {
                 Ok(encoder) => return Ok(Encoder::Onnx(encoder)),
                 Err(e) if options.backend == Backend::Auto && dir.join("model.safetensors").is_file() => {
                     tracing::warn!(error = %e, "ONNX Runtime unavailable; running the model with candle");
@@ -349,6 +406,54 @@ impl LocalEmbedder {
         let tensors = load_safetensors(&weights, device)?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         Ok(Encoder::Candle(BertModel::load(vb, config)?))
+    }
+
+    fn load_query_encoder(
+        dir: &Path,
+        documents: &Encoder,
+        options: &LocalOptions,
+    ) -> Result<Option<Encoder>, EmbedError> {
+        let library = options.onnxruntime_lib.clone().or_else(crate::onnx::library_from_env);
+        let (file, explicit) = match &options.query_encoder {
+            QueryEncoder::Same => return Ok(None),
+            QueryEncoder::File(file) => (file.clone(), true),
+            QueryEncoder::Auto => match (documents, quantized_model_file(dir)) {
+                (Encoder::Onnx(_), Some(file)) => (file, false),
+                _ => return Ok(None),
+            },
+        };
+        let fail = |reason: String| EmbedError::Backend {
+            backend: "onnx",
+            reason: format!(
+                "query encoder {}: {reason} (RAG_QUERY_ENCODER=same uses the document model)",
+                file.display()
+            ),
+        };
+        let Some(library) = library else {
+            return Err(fail("needs ONNX Runtime: set RAG_ONNXRUNTIME_LIB to the path of libonnxruntime.so".into()));
+        };
+        // A query has a dozen tokens, so packing the weights on every call would cost as much as
+        // the multiplication: pre-packed int8 weights (about 10 MB for MiniLM) save 1.2 ms of
+        // CPU per query on 2 cores.
+        match crate::onnx::OnnxEncoder::load(&file, &library, options.threads, true) {
+            Ok(encoder) => {
+                tracing::info!(file = %file.display(), "queries use a separate (quantized) encoder");
+                Ok(Some(Encoder::Onnx(encoder)))
+            }
+            Err(e) if !explicit => {
+                tracing::warn!(error = %e, "cannot load the quantized query encoder; queries use the document model");
+                Ok(None)
+            }
+            Err(e) => Err(fail(e.to_string())),
+        }
+    }
+
+    /// The file of the query encoder, when queries do not use the document encoder.
+    pub fn query_encoder_file(&self) -> Option<&Path> {
+        match &self.query_encoder {
+            Some(Encoder::Onnx(e)) => Some(e.path()),
+            _ => None,
+        }
     }
 
     /// The runtime executing the encoder: `onnxruntime` or `candle`.
@@ -417,10 +522,10 @@ impl LocalEmbedder {
             return Ok(Vec::new());
         }
         let _bulk = self.bulk.lock().unwrap_or_else(|p| p.into_inner());
-        self.embed_unlocked(texts)
+        self.embed_unlocked(&self.encoder, texts)
     }
 
-    fn embed_unlocked(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn embed_unlocked(&self, encoder: &Encoder, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let encodings =
             self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         let tokens: usize = encodings.iter().map(|e| e.get_ids().len()).sum();
@@ -435,7 +540,7 @@ impl LocalEmbedder {
             let size = self.options.batch_size.max(1).min(by_tokens);
             let end = (start + size).min(order.len());
             let batch: Vec<&tokenizers::Encoding> = order[start..end].iter().map(|&i| &encodings[i]).collect();
-            let vectors = self.forward(&batch)?;
+            let vectors = self.forward(encoder, &batch)?;
             for (slot, v) in order[start..end].iter().zip(vectors) {
                 out[*slot] = v;
             }
@@ -462,7 +567,7 @@ impl LocalEmbedder {
         done_rx.await.map_err(|_| EmbedError::Task("query embedding worker stopped".into()))?
     }
 
-    fn forward(&self, batch: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn forward(&self, encoder: &Encoder, batch: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let b = batch.len();
         let t = batch.iter().map(|e| e.get_ids().len()).max().unwrap_or(1).max(1);
         let mut ids = vec![0u32; b * t];
@@ -476,7 +581,7 @@ impl LocalEmbedder {
                 *m = 1;
             }
         }
-        let model = match &self.encoder {
+        let model = match encoder {
             Encoder::Candle(model) => model,
             Encoder::Onnx(encoder) => {
                 let wide = |v: Vec<u32>| v.into_iter().map(i64::from).collect::<Vec<i64>>();
@@ -546,7 +651,8 @@ fn query_worker(weak: &std::sync::Weak<LocalEmbedder>, rx: &std::sync::mpsc::Rec
             return;
         };
         let texts: Vec<&str> = jobs.iter().map(|(t, _)| t.as_str()).collect();
-        match model.embed_unlocked(&texts) {
+        let encoder = model.query_encoder.as_ref().unwrap_or(&model.encoder);
+        match model.embed_unlocked(encoder, &texts) {
             Ok(vectors) => {
                 for ((_, done), v) in jobs.into_iter().zip(vectors) {
                     let _ = done.send(Ok(v));

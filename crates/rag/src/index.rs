@@ -553,8 +553,23 @@ impl Index {
             .collect();
         let accept_refs: Vec<&dyn Fn(u32) -> bool> = accepts.iter().map(|a| a.as_ref()).collect();
         let candidates = queries.iter().map(|q| (q.k * 3).max(50)).max().unwrap_or(50);
-        let vectors: Vec<&[f32]> = queries.iter().map(|q| q.vector).collect();
-        let dense = self.vectors.search_many(&vectors, candidates, &accept_refs);
+        // Unfiltered queries may be answered approximately by a large vector index; filtered
+        // ones always scan (a filter can leave too few rows in the probed part of the index).
+        let (filtered, unfiltered): (Vec<usize>, Vec<usize>) = (0..queries.len()).partition(|&i| allowed[i].is_some());
+        let mut dense: Vec<Vec<(u32, f32)>> = vec![Vec::new(); queries.len()];
+        if !filtered.is_empty() {
+            let vectors: Vec<&[f32]> = filtered.iter().map(|&i| queries[i].vector).collect();
+            let accepts: Vec<&dyn Fn(u32) -> bool> = filtered.iter().map(|&i| accept_refs[i]).collect();
+            for (i, d) in filtered.iter().zip(self.vectors.search_many(&vectors, candidates, &accepts)) {
+                dense[*i] = d;
+            }
+        }
+        if !unfiltered.is_empty() {
+            let vectors: Vec<&[f32]> = unfiltered.iter().map(|&i| queries[i].vector).collect();
+            for (i, d) in unfiltered.iter().zip(self.vectors.search_many_unfiltered(&vectors, candidates)) {
+                dense[*i] = d;
+            }
+        }
         queries
             .iter()
             .zip(dense)

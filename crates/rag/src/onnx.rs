@@ -34,7 +34,10 @@ pub enum OnnxError {
         reason: String,
     },
     /// The process already runs ONNX Runtime from another library file.
-    #[error("ONNX Runtime is already loaded from {loaded}; cannot also load {requested}")]
+    #[error(
+        "ONNX Runtime is already loaded from {loaded}; cannot also load {requested} (a process runs one ONNX \
+         Runtime: point RAG_ONNXRUNTIME_LIB at a single library)"
+    )]
     OtherLibrary {
         /// Library in use.
         loaded: PathBuf,
@@ -121,8 +124,8 @@ impl std::fmt::Debug for OnnxEncoder {
 
 impl OnnxEncoder {
     /// Loads `model` with the runtime in `library`, using `threads` threads per forward pass
-    /// (0: one per core).
-    pub fn load(model: &Path, library: &Path, threads: usize) -> Result<Self, OnnxError> {
+    /// (0: one per core). `prepack` lets the runtime keep its GEMM-ready copy of the weights.
+    pub fn load(model: &Path, library: &Path, threads: usize, prepack: bool) -> Result<Self, OnnxError> {
         let env = environment(library)?;
         let bad_model = |e: ort::Error| OnnxError::Model { path: model.to_owned(), reason: e.to_string() };
         let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
@@ -134,9 +137,7 @@ impl OnnxEncoder {
             .map_err(|e| bad_model(e.into()))?
             .with_inter_threads(1)
             .map_err(|e| bad_model(e.into()))?
-            // Pre-packed GEMM weights are a second copy of the weights (about 25 MB for MiniLM);
-            // measured on 2 cores, MLAS packs per call at no visible cost for 512-token batches.
-            .with_prepacking(false)
+            .with_prepacking(prepack)
             .map_err(|e| bad_model(e.into()))?
             .with_intra_op_spinning(false)
             .map_err(|e| bad_model(e.into()))?
@@ -167,6 +168,11 @@ impl OnnxEncoder {
             output,
             path: model.to_owned(),
         })
+    }
+
+    /// The model file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Runs the encoder on a `batch` × `len` padded batch and returns the token vectors

@@ -3,7 +3,9 @@
 
 mod common;
 
-use kaito_rag::embed::{Backend, LocalEmbedder, LocalOptions, Pooling};
+use std::sync::Arc;
+
+use kaito_rag::embed::{Backend, LocalEmbedder, LocalOptions, Pooling, QueryEncoder};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -31,6 +33,7 @@ fn onnx_runtime_vectors_match_sentence_transformers() {
         backend: Backend::Onnx,
         onnxruntime_lib: Some(common::onnxruntime_lib()),
         threads: 2,
+        ..LocalOptions::default()
     };
     let embedder = LocalEmbedder::load("sentence-transformers/all-MiniLM-L6-v2", &common::onnx_model_dir(), options)
         .expect("load ONNX model");
@@ -63,9 +66,66 @@ fn auto_backend_falls_back_to_candle_without_an_export() {
     assert_eq!(embedder.backend_name(), "candle");
 }
 
-fn check_against_reference(embedder: &LocalEmbedder) {
+fn reference() -> Reference {
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/minilm_reference.json");
-    let reference: Reference = serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture")).expect("json");
+    serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture")).expect("json")
+}
+
+fn onnx_options(query_encoder: QueryEncoder) -> LocalOptions {
+    LocalOptions {
+        backend: Backend::Onnx,
+        onnxruntime_lib: Some(common::onnxruntime_lib()),
+        query_encoder,
+        ..LocalOptions::default()
+    }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[tokio::test]
+async fn quantized_query_encoder_finds_what_the_full_model_finds() {
+    let dir = common::onnx_model_dir();
+    let embedder = Arc::new(LocalEmbedder::load("m", &dir, onnx_options(QueryEncoder::Auto)).expect("load"));
+    assert_eq!(embedder.query_encoder_file(), Some(dir.join("model_quantized.onnx").as_path()));
+    let reference = reference();
+    // Documents are embedded by the full model; each sentence, asked as a query through the int8
+    // encoder, must stay close to its full-precision vector and find itself first.
+    for (i, sentence) in reference.sentences.iter().enumerate() {
+        let query = embedder.embed_query(sentence.clone()).await.expect("embed query");
+        let norm: f32 = query.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "query {i} not normalised: {norm}");
+        let own = cosine(&query, &reference.vectors[i]);
+        assert!(own >= 0.97, "sentence {i}: int8 query vs full-precision cosine {own}");
+        let best = (0..reference.vectors.len())
+            .max_by(|&a, &b| cosine(&query, &reference.vectors[a]).total_cmp(&cosine(&query, &reference.vectors[b])))
+            .expect("sentences");
+        assert_eq!(best, i, "sentence {i} as a query found sentence {best} first");
+    }
+}
+
+#[tokio::test]
+async fn same_query_encoder_gives_document_vectors() {
+    let embedder =
+        Arc::new(LocalEmbedder::load("m", &common::onnx_model_dir(), onnx_options(QueryEncoder::Same)).expect("load"));
+    assert_eq!(embedder.query_encoder_file(), None);
+    let sentence = reference().sentences[0].clone();
+    let query = embedder.embed_query(sentence.clone()).await.expect("embed query");
+    let document = embedder.embed(&[sentence.as_str()]).expect("embed");
+    assert!(cosine(&query, &document[0]) > 0.99999);
+}
+
+#[test]
+fn missing_query_encoder_file_is_a_clear_error() {
+    let options = onnx_options(QueryEncoder::File("/nonexistent/q.onnx".into()));
+    let err = LocalEmbedder::load("m", &common::onnx_model_dir(), options).expect_err("no such file");
+    let msg = err.to_string();
+    assert!(msg.contains("/nonexistent/q.onnx") && msg.contains("RAG_QUERY_ENCODER=same"), "{msg}");
+}
+
+fn check_against_reference(embedder: &LocalEmbedder) {
+    let reference = reference();
     // Small batches (batch_size 4) force several forward passes with different padding.
     assert_eq!(embedder.dim(), 384);
     assert_eq!(embedder.max_seq_length(), 256);
