@@ -51,6 +51,7 @@ pub async fn load_embedder(cfg: &Config) -> Result<Embedder, StartError> {
                 onnxruntime_lib: cfg.onnxruntime_lib.clone(),
                 threads: cfg.embed_threads,
                 query_encoder: cfg.query_encoder.clone(),
+                query_workers: cfg.query_workers,
             };
             tracing::info!(model = %model_id, dir = %dir.display(), "loading embedding model");
             let e = tokio::task::spawn_blocking(move || LocalEmbedder::load(&model_id, &dir, opts))

@@ -81,6 +81,11 @@ pub struct Config {
     /// document model), or the path of an ONNX file. Documents always use the full model.
     #[arg(long, env = "RAG_QUERY_ENCODER", default_value = "auto")]
     pub query_encoder: crate::embed::QueryEncoder,
+    /// Query embedding workers when queries have their own encoder, each holding a session of it
+    /// (about 30 MB for int8 MiniLM); 0 picks two on machines with two or more cores. One worker
+    /// saves the memory and keeps a lone query fastest; two carry more concurrent queries.
+    #[arg(long, env = "RAG_QUERY_WORKERS", default_value_t = 0)]
+    pub query_workers: usize,
     /// Tokens of overlap between consecutive chunks.
     #[arg(long, env = "RAG_CHUNK_OVERLAP_TOKENS", default_value_t = 32)]
     pub chunk_overlap_tokens: usize,

@@ -22,7 +22,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use serde::Deserialize;
-use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
+use tokenizers::{PostProcessor, Tokenizer, TruncationParams, TruncationStrategy};
 
 /// Errors from loading or running an embedding model.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +153,9 @@ pub struct LocalOptions {
     pub threads: usize,
     /// Encoder for queries.
     pub query_encoder: QueryEncoder,
+    /// Query embedding workers, each with its own session of a separate query encoder (0: two
+    /// when there are at least two cores); the encoder's threads are divided among them.
+    pub query_workers: usize,
 }
 
 /// Which encoder embeds queries (documents always use the full-precision model).
@@ -205,6 +208,7 @@ impl Default for LocalOptions {
             onnxruntime_lib: None,
             threads: 0,
             query_encoder: QueryEncoder::Auto,
+            query_workers: 0,
         }
     }
 }
@@ -222,9 +226,11 @@ pub struct LocalEmbedder {
     queries: std::sync::OnceLock<std::sync::mpsc::Sender<QueryJob>>,
     model_id: String,
     encoder: Encoder,
-    /// A cheaper encoder for queries, when one is configured or found ([`QueryEncoder`]).
-    query_encoder: Option<Encoder>,
-    tokenizer: Tokenizer,
+    /// Cheaper encoders for queries, when one is configured or found ([`QueryEncoder`]): one
+    /// session per query worker thread (empty: queries use `encoder`, one worker).
+    query_encoders: Vec<Encoder>,
+    /// The model's tokenizer without truncation: it sizes chunks, and [`LocalEmbedder::encode`]
+    /// truncates for the model (one tokenizer instead of two saves about 5 MB).
     counter: Arc<Tokenizer>,
     device: Device,
     /// Serialises bulk forward passes: they already use every core, and running two at once
@@ -317,11 +323,10 @@ impl LocalEmbedder {
             Pooling::Mean
         };
 
-        let tokenizer = Self::load_tokenizer(&dir.join("tokenizer.json"), Some(max_seq_length))?;
         let counter = Arc::new(Self::load_tokenizer(&dir.join("tokenizer.json"), None)?);
         let device = Device::Cpu;
         let encoder = Self::load_encoder(model_id, dir, &config, &options, &device)?;
-        let query_encoder = Self::load_query_encoder(dir, &encoder, &options)?;
+        let query_encoders = Self::load_query_encoders(dir, &encoder, &options)?;
         if options.batch_tokens == 0 {
             // Measured on 2 cores with MiniLM (docs/benchmarks-rag.md): ONNX Runtime spends the
             // same CPU per token at 256, 512 and 1,024 tokens, and its activation arena peaks 25 MB
@@ -335,8 +340,7 @@ impl LocalEmbedder {
             queries: std::sync::OnceLock::new(),
             model_id: model_id.to_owned(),
             encoder,
-            query_encoder,
-            tokenizer,
+            query_encoders,
             counter,
             device,
             bulk: std::sync::Mutex::new(()),
@@ -408,18 +412,22 @@ impl LocalEmbedder {
         Ok(Encoder::Candle(BertModel::load(vb, config)?))
     }
 
-    fn load_query_encoder(
+    /// Loads the query encoder once per query worker. A 12-token int8 forward pass has ops too
+    /// small to split across threads: on 2 cores one session with 2 threads spent 3.4 ms of CPU
+    /// per `/retrieve` at 8 clients, a single-threaded one 2.8 ms but could use only one core.
+    /// Two single-threaded sessions (about 25 MB more) get the low cost on both cores.
+    fn load_query_encoders(
         dir: &Path,
         documents: &Encoder,
         options: &LocalOptions,
-    ) -> Result<Option<Encoder>, EmbedError> {
+    ) -> Result<Vec<Encoder>, EmbedError> {
         let library = options.onnxruntime_lib.clone().or_else(crate::onnx::library_from_env);
         let (file, explicit) = match &options.query_encoder {
-            QueryEncoder::Same => return Ok(None),
+            QueryEncoder::Same => return Ok(Vec::new()),
             QueryEncoder::File(file) => (file.clone(), true),
             QueryEncoder::Auto => match (documents, quantized_model_file(dir)) {
                 (Encoder::Onnx(_), Some(file)) => (file, false),
-                _ => return Ok(None),
+                _ => return Ok(Vec::new()),
             },
         };
         let fail = |reason: String| EmbedError::Backend {
@@ -435,22 +443,28 @@ impl LocalEmbedder {
         // A query has a dozen tokens, so packing the weights on every call would cost as much as
         // the multiplication: pre-packed int8 weights (about 10 MB for MiniLM) save 1.2 ms of
         // CPU per query on 2 cores.
-        match crate::onnx::OnnxEncoder::load(&file, &library, options.threads, true) {
-            Ok(encoder) => {
-                tracing::info!(file = %file.display(), "queries use a separate (quantized) encoder");
-                Ok(Some(Encoder::Onnx(encoder)))
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = if options.threads == 0 { cores } else { options.threads };
+        let workers = if options.query_workers == 0 { threads.clamp(1, 2) } else { options.query_workers };
+        let per_worker = (threads / workers).max(1);
+        let mut encoders = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            match crate::onnx::OnnxEncoder::load(&file, &library, per_worker, true) {
+                Ok(encoder) => encoders.push(Encoder::Onnx(encoder)),
+                Err(e) if !explicit => {
+                    tracing::warn!(error = %e, "cannot load the quantized query encoder; queries use the document model");
+                    return Ok(Vec::new());
+                }
+                Err(e) => return Err(fail(e.to_string())),
             }
-            Err(e) if !explicit => {
-                tracing::warn!(error = %e, "cannot load the quantized query encoder; queries use the document model");
-                Ok(None)
-            }
-            Err(e) => Err(fail(e.to_string())),
         }
+        tracing::info!(file = %file.display(), workers, threads = per_worker, "queries use a separate (quantized) encoder");
+        Ok(encoders)
     }
 
     /// The file of the query encoder, when queries do not use the document encoder.
     pub fn query_encoder_file(&self) -> Option<&Path> {
-        match &self.query_encoder {
+        match self.query_encoders.first() {
             Some(Encoder::Onnx(e)) => Some(e.path()),
             _ => None,
         }
@@ -522,12 +536,35 @@ impl LocalEmbedder {
             return Ok(Vec::new());
         }
         let _bulk = self.bulk.lock().unwrap_or_else(|p| p.into_inner());
-        self.embed_unlocked(&self.encoder, texts)
+        self.embed_unlocked(&self.encoder, texts, false)
     }
 
-    fn embed_unlocked(&self, encoder: &Encoder, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let encodings =
-            self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+    /// Tokenizes `texts` for the model: at most `max_seq_length` tokens with the special tokens,
+    /// cut at the end, as a tokenizer with `LongestFirst` truncation does for single sequences
+    /// (and sentence-transformers with it).
+    fn encode(&self, texts: &[&str]) -> Result<Vec<tokenizers::Encoding>, EmbedError> {
+        let fail = |e: tokenizers::Error| EmbedError::Tokenizer(e.to_string());
+        let specials = self.counter.get_post_processor().map_or(0, |p| p.added_tokens(false));
+        let room = self.max_seq_length.saturating_sub(specials).max(1);
+        self.counter
+            .encode_batch(texts.to_vec(), false)
+            .map_err(fail)?
+            .into_iter()
+            .map(|mut encoding| {
+                encoding.truncate(room, 0, tokenizers::TruncationDirection::Right);
+                self.counter.post_process(encoding, None, true).map_err(fail)
+            })
+            .collect()
+    }
+
+    /// Embeds `texts` with `encoder`, in batches, or one text per forward pass with `alone`.
+    ///
+    /// The int8 query encoder runs alone: its activations are quantized with one scale per
+    /// forward pass, so a query batched with others would get a (slightly) different vector
+    /// depending on who else asked at that moment; and alone is also cheapest for it (2.0 ms of
+    /// CPU per query, 2.6 ms in a padded batch of eight). Documents gain from batching.
+    fn embed_unlocked(&self, encoder: &Encoder, texts: &[&str], alone: bool) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let encodings = self.encode(texts)?;
         let tokens: usize = encodings.iter().map(|e| e.get_ids().len()).sum();
         crate::metrics::METRICS.embedded_tokens.inc_by(tokens as u64);
         let mut order: Vec<usize> = (0..texts.len()).collect();
@@ -538,7 +575,7 @@ impl LocalEmbedder {
             let longest = encodings[order[start]].get_ids().len().max(1);
             let by_tokens = (self.options.batch_tokens / longest).max(1);
             let size = self.options.batch_size.max(1).min(by_tokens);
-            let end = (start + size).min(order.len());
+            let end = if alone { start + 1 } else { (start + size).min(order.len()) };
             let batch: Vec<&tokenizers::Encoding> = order[start..end].iter().map(|&i| &encodings[i]).collect();
             let vectors = self.forward(encoder, &batch)?;
             for (slot, v) in order[start..end].iter().zip(vectors) {
@@ -549,16 +586,21 @@ impl LocalEmbedder {
         Ok(out)
     }
 
-    /// Embeds one query. Concurrent queries are batched into one forward pass by a worker
-    /// thread (started on first use), which keeps latency low under parallel load.
+    /// Embeds one query. Worker threads (one per query encoder, started on first use) take the
+    /// queries waiting in a shared queue and embed them together, which keeps latency low under
+    /// parallel load.
     pub async fn embed_query(self: &Arc<Self>, text: String) -> Result<Vec<f32>, EmbedError> {
         let tx = self.queries.get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::channel::<QueryJob>();
-            let weak = Arc::downgrade(self);
-            let spawned =
-                std::thread::Builder::new().name("query-embedder".into()).spawn(move || query_worker(&weak, &rx));
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start the query embedding thread");
+            let rx = Arc::new(std::sync::Mutex::new(rx));
+            for worker in 0..self.query_encoders.len().max(1) {
+                let (weak, rx) = (Arc::downgrade(self), Arc::clone(&rx));
+                let spawned = std::thread::Builder::new()
+                    .name(format!("query-embedder-{worker}"))
+                    .spawn(move || query_worker(&weak, &rx, worker));
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "cannot start a query embedding thread");
+                }
             }
             tx
         });
@@ -644,15 +686,38 @@ fn pool_rows(hidden: &[f32], mask: &[u32], batch: usize, len: usize, dim: usize,
 }
 
 const MAX_QUERY_BATCH: usize = 64;
+/// Queries one of several workers takes at a time (the others take the rest).
+const MAX_QUERY_SHARE: usize = 4;
 
-fn query_worker(weak: &std::sync::Weak<LocalEmbedder>, rx: &std::sync::mpsc::Receiver<QueryJob>) {
-    while let Some(jobs) = crate::batch::recv_batch(rx, MAX_QUERY_BATCH) {
+fn query_worker(
+    weak: &std::sync::Weak<LocalEmbedder>,
+    rx: &std::sync::Mutex<std::sync::mpsc::Receiver<QueryJob>>,
+    which: usize,
+) {
+    loop {
+        let jobs = {
+            // The lock is held while waiting: the idle workers queue on it, and each new query
+            // goes to the one waiting longest.
+            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(model) = weak.upgrade() else {
+                return;
+            };
+            let max = if model.query_encoders.len() > 1 { MAX_QUERY_SHARE } else { MAX_QUERY_BATCH };
+            drop(model);
+            match crate::batch::recv_batch(&rx, max) {
+                Some(jobs) => jobs,
+                None => return,
+            }
+        };
         let Some(model) = weak.upgrade() else {
             return;
         };
         let texts: Vec<&str> = jobs.iter().map(|(t, _)| t.as_str()).collect();
-        let encoder = model.query_encoder.as_ref().unwrap_or(&model.encoder);
-        match model.embed_unlocked(encoder, &texts) {
+        let (encoder, alone) = match model.query_encoders.get(which) {
+            Some(encoder) => (encoder, true),
+            None => (&model.encoder, false),
+        };
+        match model.embed_unlocked(encoder, &texts, alone) {
             Ok(vectors) => {
                 for ((_, done), v) in jobs.into_iter().zip(vectors) {
                     let _ = done.send(Ok(v));

@@ -103,6 +103,26 @@ async fn quantized_query_encoder_finds_what_the_full_model_finds() {
             .expect("sentences");
         assert_eq!(best, i, "sentence {i} as a query found sentence {best} first");
     }
+    // Asked all at once, the queries are shared among the workers and batched: every answer must
+    // still be its own query's vector.
+    let alone: Vec<Vec<f32>> = {
+        let mut v = Vec::new();
+        for s in &reference.sentences {
+            v.push(embedder.embed_query(s.clone()).await.expect("embed query"));
+        }
+        v
+    };
+    let together =
+        futures::future::join_all(reference.sentences.iter().cycle().take(4 * reference.sentences.len()).map(|s| {
+            let embedder = Arc::clone(&embedder);
+            let s = s.clone();
+            async move { embedder.embed_query(s).await.expect("embed query") }
+        }))
+        .await;
+    for (i, v) in together.iter().enumerate() {
+        let expected = &alone[i % alone.len()];
+        assert!(cosine(v, expected) > 0.9999, "query {i} got another query's vector");
+    }
 }
 
 #[tokio::test]
