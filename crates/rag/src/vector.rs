@@ -272,8 +272,8 @@ const BLOCK_ROWS: usize = 1024;
 /// documents), which set the service's peak memory while indexing and loading. A block grows
 /// like a `Vec` until it is full, so a small index stays small.
 ///
-/// Above [`FlatIndex::exact_limit`] live vectors, searches without a filter are approximate:
-/// see [`Clusters`].
+/// Above its exact limit ([`FlatIndex::with_exact_limit`]) of live vectors, searches without a
+/// filter are approximate: see [`Clusters`].
 #[derive(Debug, Clone)]
 pub struct FlatIndex {
     dim: usize,
@@ -315,6 +315,10 @@ impl FlatIndex {
 
     /// (Re)clusters the rows when the index has outgrown exact search or its clusters.
     fn maybe_recluster(&mut self) {
+        if self.live_rows == 0 || (self.clusters.is_some() && self.live_rows <= self.exact_limit / 2) {
+            self.clusters = None;
+            return;
+        }
         let due = match &self.clusters {
             None => self.live_rows > self.exact_limit,
             Some(c) => self.live_rows >= 2 * c.trained_rows || c.stale > self.live_rows,
@@ -323,8 +327,6 @@ impl FlatIndex {
             let started = std::time::Instant::now();
             self.clusters = Some(Clusters::train(self));
             tracing::debug!(rows = self.live_rows, ms = started.elapsed().as_millis() as u64, "clustered vectors");
-        } else if self.clusters.is_some() && self.live_rows <= self.exact_limit / 2 {
-            self.clusters = None;
         }
     }
 
@@ -516,9 +518,11 @@ const SAMPLE_PER_CENTROID: usize = 32;
 const KMEANS_ROUNDS: usize = 6;
 
 impl Clusters {
+    /// Clusters the live rows of `index` (which holds at least one, of a non-zero dimension).
     fn train(index: &FlatIndex) -> Self {
         let dim = index.dim;
         let rows: Vec<(usize, &[f16])> = index.live_rows_iter().collect();
+        debug_assert!(dim > 0 && !rows.is_empty());
         let k = ((rows.len() as f64).sqrt().round() as usize).clamp(1, 4096);
         // A deterministic sample spread over the whole index (by stride, not at random, so the
         // same data always gives the same clusters).
@@ -878,5 +882,23 @@ mod tests {
             idx.remove(slot);
         }
         assert!(!idx.is_clustered(), "300 rows left: back to exact search");
+    }
+
+    #[test]
+    fn clustering_from_the_first_vector_survives_emptying_and_refilling() {
+        let points = clustered(40, 4, 8, 5);
+        let mut idx = FlatIndex::with_exact_limit(8, 0);
+        for round in 0..2 {
+            for (slot, p) in points.iter().enumerate() {
+                idx.insert(slot as u32, p);
+            }
+            assert!(idx.is_clustered(), "round {round}");
+            assert_eq!(idx.search_many_unfiltered(&[points[3].as_slice()], 1)[0][0].0, 3);
+            for slot in 0..points.len() as u32 {
+                idx.remove(slot);
+            }
+            assert!(!idx.is_clustered());
+            assert!(idx.search_many_unfiltered(&[points[3].as_slice()], 1)[0].is_empty());
+        }
     }
 }
