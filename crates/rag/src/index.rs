@@ -68,14 +68,8 @@ impl DocRecord {
 
     /// Decodes [`DocRecord::encode`]'s output.
     pub fn decode(bytes: &[u8]) -> Result<Self, IndexError> {
-        let len_bytes: [u8; 4] = bytes
-            .get(..4)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| IndexError::Corrupt("shorter than its header length".into()))?;
-        let len = u32::from_le_bytes(len_bytes) as usize;
-        let header = bytes.get(4..4 + len).ok_or_else(|| IndexError::Corrupt("header truncated".into()))?;
+        let (header, rest) = Self::split(bytes)?;
         let mut rec: DocRecord = serde_json::from_slice(header).map_err(IndexError::Header)?;
-        let rest = &bytes[4 + len..];
         if !rest.len().is_multiple_of(4) {
             return Err(IndexError::Corrupt("vector bytes not a multiple of 4".into()));
         }
@@ -102,14 +96,19 @@ impl DocRecord {
         struct TextOnly {
             text: String,
         }
+        let only: TextOnly = serde_json::from_slice(Self::split(bytes)?.0).map_err(IndexError::Header)?;
+        Ok(only.text)
+    }
+
+    /// An encoded record's JSON header and the vector bytes after it.
+    fn split(bytes: &[u8]) -> Result<(&[u8], &[u8]), IndexError> {
         let len_bytes: [u8; 4] = bytes
             .get(..4)
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| IndexError::Corrupt("shorter than its header length".into()))?;
         let len = u32::from_le_bytes(len_bytes) as usize;
         let header = bytes.get(4..4 + len).ok_or_else(|| IndexError::Corrupt("header truncated".into()))?;
-        let only: TextOnly = serde_json::from_slice(header).map_err(IndexError::Header)?;
-        Ok(only.text)
+        Ok((header, &bytes[4 + len..]))
     }
 }
 
