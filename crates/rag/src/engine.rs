@@ -804,17 +804,9 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk::Span;
 
     fn rec(id: &str, text: &str, cut: u32, v: [f32; 4], topic: &str) -> DocRecord {
-        DocRecord {
-            doc_id: id.into(),
-            text: text.into(),
-            metadata: serde_json::json!({"topic": topic}).as_object().cloned().unwrap_or_default(),
-            seq: 0,
-            spans: vec![Span { start: 0, end: cut, tokens: 2 }, Span { start: cut, end: text.len() as u32, tokens: 3 }],
-            vectors: v.to_vec(),
-        }
+        crate::index::two_chunk_record(id, text, cut, v, serde_json::json!({"topic": topic}))
     }
 
     fn corpus() -> Vec<DocRecord> {

@@ -657,6 +657,20 @@ impl Index {
     }
 }
 
+/// A test document of two chunks (`text` cut at byte `cut`) with 2-dimensional vectors
+/// `[v0, v1]` and `[v2, v3]` and the given metadata object.
+#[cfg(test)]
+pub(crate) fn two_chunk_record(id: &str, text: &str, cut: u32, v: [f32; 4], metadata: Value) -> DocRecord {
+    DocRecord {
+        doc_id: id.into(),
+        text: text.into(),
+        metadata: metadata.as_object().cloned().unwrap_or_default(),
+        seq: 0,
+        spans: vec![Span { start: 0, end: cut, tokens: 2 }, Span { start: cut, end: text.len() as u32, tokens: 3 }],
+        vectors: v.to_vec(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -704,14 +718,7 @@ mod tests {
     }
 
     fn two_chunk(id: &str, text: &str, cut: u32, v: [f32; 4]) -> DocRecord {
-        DocRecord {
-            doc_id: id.into(),
-            text: text.into(),
-            metadata: serde_json::json!({"id": id}).as_object().cloned().unwrap_or_default(),
-            seq: 0,
-            spans: vec![Span { start: 0, end: cut, tokens: 2 }, Span { start: cut, end: text.len() as u32, tokens: 3 }],
-            vectors: v.to_vec(),
-        }
+        two_chunk_record(id, text, cut, v, serde_json::json!({"id": id}))
     }
 
     fn corpus() -> Vec<DocRecord> {
