@@ -627,8 +627,10 @@ impl LocalEmbedder {
             Encoder::Candle(model) => model,
             Encoder::Onnx(encoder) => {
                 let wide = |v: Vec<u32>| v.into_iter().map(i64::from).collect::<Vec<i64>>();
-                let (hidden, dim) = encoder.forward(b, t, wide(ids), wide(types), wide(mask.clone()))?;
-                return Ok(pool_rows(&hidden, &mask, b, t, dim, self.pooling));
+                let pooled = encoder.forward(b, t, wide(ids), wide(types), wide(mask.clone()), |hidden, dim| {
+                    pool_rows(hidden, &mask, b, t, dim, self.pooling)
+                })?;
+                return Ok(pooled);
             }
         };
         let ids = Tensor::from_vec(ids, (b, t), &self.device)?;

@@ -5,10 +5,8 @@ use clap::Parser;
 use kaito_rag::config::Config;
 use tracing_subscriber::EnvFilter;
 
-// mimalloc returns freed memory to the system promptly; with glibc's allocator the large,
-// short-lived tensors of the embedding model fragment the heap and inflate the RSS.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The system allocator on purpose: mimalloc (used until 2026-11-24) kept a heap per thread of
+// tokio's blocking pool and held 50-60 MB more at the same latency (docs/benchmarks-rag.md).
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -175,16 +175,18 @@ impl OnnxEncoder {
         &self.path
     }
 
-    /// Runs the encoder on a `batch` × `len` padded batch and returns the token vectors
-    /// (`batch` × `len` × hidden, row-major) and the hidden size.
-    pub fn forward(
+    /// Runs the encoder on a `batch` × `len` padded batch and hands `read` the token vectors
+    /// (`batch` × `len` × hidden, row-major, read where the runtime put them rather than copied)
+    /// and the hidden size.
+    pub fn forward<T>(
         &self,
         batch: usize,
         len: usize,
         ids: Vec<i64>,
         types: Vec<i64>,
         mask: Vec<i64>,
-    ) -> Result<(Vec<f32>, usize), OnnxError> {
+        read: impl FnOnce(&[f32], usize) -> T,
+    ) -> Result<T, OnnxError> {
         let run = |e: ort::Error| OnnxError::Run(e.to_string());
         let shape = [batch as i64, len as i64];
         let mut inputs = ort::inputs![
@@ -202,9 +204,7 @@ impl OnnxEncoder {
         let (out_shape, data) = value.try_extract_tensor::<f32>().map_err(run)?;
         let dims: Vec<i64> = out_shape.iter().copied().collect();
         match dims[..] {
-            [b, t, hidden] if b as usize == batch && t as usize == len && hidden > 0 => {
-                Ok((data.to_vec(), hidden as usize))
-            }
+            [b, t, hidden] if b as usize == batch && t as usize == len && hidden > 0 => Ok(read(data, hidden as usize)),
             _ => Err(OnnxError::Run(format!("output shape {dims:?}, expected [{batch}, {len}, hidden]"))),
         }
     }
