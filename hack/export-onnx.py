@@ -6,9 +6,11 @@
 OUT_DIR gets `model.onnx` (inputs input_ids, attention_mask, token_type_ids of shape
 [batch, sequence]; output last_hidden_state [batch, sequence, hidden]), `model_quantized.onnx`
 (for queries: the model exported with eager attention, whose pattern ONNX Runtime's BERT optimizer
-fuses into Attention / EmbedLayerNormalization / SkipLayerNormalization / BiasGelu nodes, then
-int8 weights per output channel with the range reduced to 7 bits so AVX2's u8 x s8 multiply-add
-cannot saturate; the fusion removes ~200 shape-computing nodes, 21 % of a 12-token query's CPU)
+fuses into Attention / EmbedLayerNormalization / BiasGelu nodes, then int8 weights per output
+channel with the range reduced to 7 bits so AVX2's u8 x s8 multiply-add cannot saturate; the
+fusion removes ~200 shape-computing nodes, 21 % of a 12-token query's CPU. Residual adds and layer
+norms are left unfused: ONNX Runtime's SkipLayerNormalization kernel normalises with a scalar loop,
+12 % of a query's CPU, and kaito-rag keeps the runtime from fusing them again)
 and symbolic links to
 every other file of SRC_MODEL_DIR (config, tokenizer, pooling), so it is a complete model
 directory for RAG_MODEL_DIR. Pooling and normalisation stay in kaito-rag, as for candle.
@@ -22,6 +24,7 @@ import sys
 import torch
 import onnx
 from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.transformers.fusion_options import FusionOptions
 from onnxruntime.transformers.optimizer import optimize_model
 from transformers import AutoModel
 
@@ -71,8 +74,10 @@ def main():
     export(src, tmp, "sdpa")
     eager = os.path.join(out, "eager.onnx.tmp")
     config = export(src, eager, "eager")
+    fusions = FusionOptions("bert")
+    fusions.enable_skip_layer_norm = False
     fused = optimize_model(eager, model_type="bert", num_heads=config.num_attention_heads,
-                           hidden_size=config.hidden_size)
+                           hidden_size=config.hidden_size, optimization_options=fusions)
     fused.save_model_to_file(eager)
     quantized = os.path.join(out, "model_quantized.onnx.tmp")
     quantize_dynamic(eager, quantized, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
