@@ -4,7 +4,8 @@
     python hack/export-onnx.py SRC_MODEL_DIR OUT_DIR
 
 OUT_DIR gets `model.onnx` (inputs input_ids, attention_mask, token_type_ids of shape
-[batch, sequence]; output last_hidden_state [batch, sequence, hidden]), `model_quantized.onnx`
+[batch, sequence]; output last_hidden_state [batch, sequence, hidden]; f32, with the word-embedding
+table stored in half precision, see half_lookup_tables), `model_quantized.onnx`
 (for queries: the model exported with eager attention, whose pattern ONNX Runtime's BERT optimizer
 fuses into Attention / EmbedLayerNormalization / BiasGelu nodes, then int8 weights per output
 channel with the range reduced to 7 bits so AVX2's u8 x s8 multiply-add cannot saturate; the
@@ -65,6 +66,33 @@ def export(src, path, attention):
     return model.model.config
 
 
+def half_lookup_tables(path, min_values=1_000_000):
+    """Stores the large lookup tables of `path` (the word embeddings: 30,522 x 384 floats, 47 MB,
+    half of MiniLM) in half precision, each Gather followed by a Cast back to float. Only the rows
+    of a batch's tokens are widened, the matrix multiplications stay f32, and the process holds
+    23 MB less; vectors stay within cosine 0.99999 of sentence-transformers'."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+    model = onnx.load(path)
+    tables = {i.name: i for i in model.graph.initializer
+              if i.data_type == onnx.TensorProto.FLOAT and np.prod(i.dims) >= min_values}
+    nodes = []
+    for node in model.graph.node:
+        nodes.append(node)
+        if node.op_type != "Gather" or node.input[0] not in tables:
+            continue
+        table = tables[node.input[0]]
+        halved = numpy_helper.from_array(numpy_helper.to_array(table).astype(np.float16), table.name)
+        table.CopyFrom(halved)
+        wide, node.output[0] = node.output[0], node.output[0] + "_half"
+        nodes.append(helper.make_node("Cast", [node.output[0]], [wide], to=onnx.TensorProto.FLOAT,
+                                      name=node.name + "_widen"))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -72,6 +100,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     tmp = os.path.join(out, "model.onnx.tmp")
     export(src, tmp, "sdpa")
+    half_lookup_tables(tmp)
     eager = os.path.join(out, "eager.onnx.tmp")
     config = export(src, eager, "eager")
     fusions = FusionOptions("bert")
