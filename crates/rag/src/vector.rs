@@ -42,29 +42,6 @@ pub trait VectorIndex: Send + Sync {
     fn memory_bytes(&self) -> usize;
 }
 
-/// Dot product. On x86-64 CPUs with AVX2 and FMA (detected at run time) it runs 8-wide fused
-/// multiply-adds; the portable build targets baseline x86-64 (SSE2, 4-wide, no FMA), which made
-/// the batched scan compute-bound.
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the two target features `dot_avx2_fma` is compiled for were detected on this CPU.
-        return unsafe { dot_avx2_fma(a, b) };
-    }
-    dot_portable(a, b)
-}
-
-/// The AVX2 dot product: [`dot_many_avx2_fma`] for one query.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn dot_avx2_fma(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let mut out = [0f32];
-    dot_many_avx2_fma(&a[..n], &[&b[..n]], &mut out);
-    out[0]
-}
-
 #[inline(always)]
 fn tail_dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -72,9 +49,11 @@ fn tail_dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Dot products of `row` with each of `queries` (all of `row`'s length), into `out`.
 ///
-/// With AVX2 and FMA every query has four accumulators (an FMA's latency is four cycles, so one
-/// accumulator chain would run at a quarter of the core's rate, which the first version did),
-/// and queries are taken two at a time so each load of the row feeds two of them. Every query
+/// AVX2 and FMA are detected at run time (the portable build targets baseline x86-64: SSE2,
+/// 4-wide, no FMA, which made the scan compute-bound). With them every query has four
+/// accumulators (an FMA's latency is four cycles, so one accumulator chain would run at a quarter
+/// of the core's rate, which the first version did), and queries are taken two at a time so each
+/// load of the row feeds two of them. Every query
 /// goes through the same sequence of operations whatever its batch, so its scores do not depend
 /// on what else was asked at the same moment.
 #[inline]
@@ -811,7 +790,9 @@ mod tests {
             let a: Vec<f32> = (0..len).map(|i| (i as f32).sin()).collect();
             let b: Vec<f32> = (0..len).map(|i| (i as f32).cos()).collect();
             let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-            assert!((dot(&a, &b) - naive).abs() < 1e-3, "len {len}");
+            let mut out = [f32::NAN];
+            dot_many(&a, &[&b], &mut out);
+            assert!((out[0] - naive).abs() < 1e-3, "len {len}");
             assert!((dot_portable(&a, &b) - naive).abs() < 1e-3, "portable, len {len}");
         }
     }
